@@ -1,0 +1,9 @@
+//! Pure types and rules of assignment: no transport, no storage, no I/O.
+
+pub mod history;
+pub mod limits;
+pub mod performance;
+pub mod policy;
+pub mod scoring;
+pub mod specialist;
+pub mod subtask;
