@@ -1,0 +1,238 @@
+//! The embedded store's data: specialists, subtasks, per-type queues, and the indexes between them.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tokio::sync::broadcast;
+
+use crate::domain::performance::PerformanceRecord;
+use crate::domain::policy::RoutingPolicy;
+use crate::domain::specialist::{Availability, Specialist};
+use crate::domain::subtask::{
+    AssignmentView, Holder, Subtask, SubtaskState, WatchEvent, WatchEventKind,
+};
+use crate::store::FeedItem;
+
+use super::index::SpecialistIndex;
+
+/// Order inside one type's queue: higher priority first, then by sequence (head inserts are negative).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(super) struct QueueKey {
+    pub priority: Reverse<i32>,
+    pub seq: i64,
+}
+
+impl QueueKey {
+    pub fn to_token(self) -> String {
+        format!("{}:{}", self.priority.0, self.seq)
+    }
+
+    pub fn from_token(token: &str) -> Option<Self> {
+        let (priority, seq) = token.split_once(':')?;
+        Some(QueueKey {
+            priority: Reverse(priority.parse().ok()?),
+            seq: seq.parse().ok()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct SpecialistRecord {
+    pub specialist_id: String,
+    pub specialist_type: String,
+    pub capabilities: Vec<String>,
+    pub max_concurrency: u32,
+    pub labels: BTreeMap<String, String>,
+    pub availability: Availability,
+    pub registered_at_ms: i64,
+    pub last_heartbeat_at_ms: i64,
+    pub lease_expires_at_ms: i64,
+    /// Subtask ids it holds.
+    pub active: BTreeSet<String>,
+    /// Store-wide hand-out counter value of its latest assignment (0: never).
+    pub last_assigned_seq: u64,
+}
+
+impl SpecialistRecord {
+    /// Not OFFLINE and lease alive: it may receive work if it has room.
+    pub fn can_take_work(&self, now_ms: i64) -> bool {
+        self.availability != Availability::Offline && self.lease_expires_at_ms > now_ms
+    }
+
+    pub fn free_slots(&self, now_ms: i64) -> u64 {
+        if !self.can_take_work(now_ms) {
+            return 0;
+        }
+        u64::from(self.max_concurrency).saturating_sub(self.active.len() as u64)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct SubtaskRecord {
+    pub subtask: Subtask,
+    pub state: SubtaskState,
+    pub attempt: u32,
+    pub routed_type: String,
+    pub holder: Option<Holder>,
+    pub queue_key: Option<QueueKey>,
+    pub enqueued_at_ms: i64,
+    pub waiting_on: BTreeSet<String>,
+    /// Specialists that released it; they are not offered it again.
+    pub excluded: Vec<String>,
+    pub detail: String,
+    pub finished_at_ms: Option<i64>,
+}
+
+pub(super) struct State {
+    pub policy: RoutingPolicy,
+    pub specialists: BTreeMap<String, SpecialistRecord>,
+    pub specialists_by_type: HashMap<String, BTreeSet<String>>,
+    pub subtasks: HashMap<String, SubtaskRecord>,
+    pub queues: HashMap<String, BTreeMap<QueueKey, String>>,
+    /// Dependency id -> subtasks BLOCKED on it.
+    pub dependents: HashMap<String, Vec<String>>,
+    pub blocked_by_type: HashMap<String, BTreeSet<String>>,
+    pub performance: HashMap<String, PerformanceRecord>,
+    pub minted_per_type: HashMap<String, u64>,
+    pub last_epoch: u64,
+    pub last_tail_seq: i64,
+    pub last_head_seq: i64,
+    pub last_assign_seq: u64,
+    pub feeds: HashMap<String, broadcast::Sender<FeedItem>>,
+    pub index: SpecialistIndex,
+}
+
+/// Events a subscriber may fall behind by before it is told to re-read its in-flight work.
+pub(super) const FEED_CAPACITY: usize = 1024;
+
+impl State {
+    pub fn new(policy: RoutingPolicy) -> Self {
+        Self {
+            policy,
+            specialists: BTreeMap::new(),
+            specialists_by_type: HashMap::new(),
+            subtasks: HashMap::new(),
+            queues: HashMap::new(),
+            dependents: HashMap::new(),
+            blocked_by_type: HashMap::new(),
+            performance: HashMap::new(),
+            minted_per_type: HashMap::new(),
+            last_epoch: 0,
+            last_tail_seq: 0,
+            last_head_seq: 0,
+            last_assign_seq: 0,
+            feeds: HashMap::new(),
+            index: SpecialistIndex::default(),
+        }
+    }
+
+    pub fn performance_factor(&self, specialist_id: &str) -> f64 {
+        self.performance
+            .get(specialist_id)
+            .map(PerformanceRecord::performance_factor)
+            .unwrap_or(crate::domain::performance::PERFORMANCE_PRIOR)
+    }
+
+    pub fn specialist_view(&self, record: &SpecialistRecord) -> Specialist {
+        Specialist {
+            specialist_id: record.specialist_id.clone(),
+            specialist_type: record.specialist_type.clone(),
+            capabilities: record.capabilities.clone(),
+            max_concurrency: record.max_concurrency,
+            labels: record.labels.clone(),
+            availability: record.availability,
+            active_assignments: record.active.len() as u32,
+            registered_at_ms: record.registered_at_ms,
+            last_heartbeat_at_ms: record.last_heartbeat_at_ms,
+            lease_expires_at_ms: record.lease_expires_at_ms,
+            performance: self.performance_factor(&record.specialist_id),
+        }
+    }
+
+    /// 1-based rank of a queued subtask in its queue.
+    pub fn queue_rank(&self, routed_type: &str, key: QueueKey) -> u64 {
+        self.queues
+            .get(routed_type)
+            .map_or(0, |queue| queue.range(..key).count() as u64 + 1)
+    }
+
+    pub fn assignment_view(&self, record: &SubtaskRecord) -> AssignmentView {
+        let queue_position = match (record.state, record.queue_key) {
+            (SubtaskState::Queued, Some(key)) => Some(self.queue_rank(&record.routed_type, key)),
+            _ => None,
+        };
+        AssignmentView {
+            subtask_id: record.subtask.spec.subtask_id.clone(),
+            state: record.state,
+            holder: record.holder.clone(),
+            queue_position,
+            attempt: record.attempt,
+            routed_type: record.routed_type.clone(),
+            waiting_on: record.waiting_on.iter().cloned().collect(),
+            detail: record.detail.clone(),
+            created_at_ms: record.subtask.created_at_ms,
+            finished_at_ms: record.finished_at_ms,
+        }
+    }
+
+    pub fn view_of(&self, subtask_id: &str) -> Option<AssignmentView> {
+        self.subtasks
+            .get(subtask_id)
+            .map(|record| self.assignment_view(record))
+    }
+
+    /// Sends an event to the specialist's watchers, in step order (called under the store lock).
+    pub fn publish(&self, specialist_id: &str, kind: WatchEventKind, subtask_id: &str) {
+        let Some(sender) = self.feeds.get(specialist_id) else {
+            return;
+        };
+        let Some(record) = self.subtasks.get(subtask_id) else {
+            return;
+        };
+        let event = WatchEvent {
+            kind,
+            assignment: self.assignment_view(record),
+            subtask: record.subtask.clone(),
+        };
+        // No receiver is fine: nobody is watching right now and in_flight holds the truth.
+        let _ = sender.send(FeedItem::Event(Box::new(event)));
+    }
+
+    /// Tells a former holder that its subtask was taken away; the event carries the new state with
+    /// the revoked holder (so the epoch it must stop working under).
+    pub fn publish_revoked(&self, revoked: Holder, subtask_id: &str) {
+        let Some(sender) = self.feeds.get(&revoked.specialist_id) else {
+            return;
+        };
+        let Some(record) = self.subtasks.get(subtask_id) else {
+            return;
+        };
+        let mut assignment = self.assignment_view(record);
+        assignment.holder = Some(revoked);
+        let event = WatchEvent {
+            kind: WatchEventKind::Revoked,
+            assignment,
+            subtask: record.subtask.clone(),
+        };
+        let _ = sender.send(FeedItem::Event(Box::new(event)));
+    }
+
+    pub fn next_epoch(&mut self) -> u64 {
+        self.last_epoch += 1;
+        self.last_epoch
+    }
+
+    pub fn next_queue_key(&mut self, priority: i32, at_head: bool) -> QueueKey {
+        let seq = if at_head {
+            self.last_head_seq -= 1;
+            self.last_head_seq
+        } else {
+            self.last_tail_seq += 1;
+            self.last_tail_seq
+        };
+        QueueKey {
+            priority: Reverse(priority),
+            seq,
+        }
+    }
+}

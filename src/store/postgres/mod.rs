@@ -1,0 +1,48 @@
+//! The Postgres half of the production store: durable state and history, written behind Redis.
+//! The tables and the migration rule are described in `sql/README.md`.
+//!
+//! - `migrate`: the numbered migrations of `sql/`, applied once each under an advisory lock.
+//! - `history`: the applier the outbox relay hands batches of `HistoryEvent`s to.
+//! - `event_id`: outbox event ids and how their positions compare.
+//! - `statements`: the applier's SQL; `columns`: domain values as column values.
+//! - `error`: `PgError`, whether a retry can help, and its `StoreError` form.
+
+pub mod columns;
+pub mod error;
+pub mod event_id;
+pub mod history;
+pub mod migrate;
+mod statements;
+
+use tokio_postgres::{Client, NoTls};
+use tracing::Instrument;
+
+pub use error::PgError;
+pub use history::{apply_batch, apply_in_transaction, ApplySummary, EventOutcome};
+pub use migrate::{migrate, MigrationReport, MIGRATIONS};
+
+/// A pool of connections, for the relay and the store's other Postgres work.
+pub type PgPool = deadpool_postgres::Pool;
+
+/// One connection (its I/O driven by a spawned task that ends when the client is dropped). TLS is
+/// not supported yet: the URL's `sslmode` must allow a plain connection.
+pub async fn connect(database_url: &str) -> Result<Client, PgError> {
+    let (client, connection) = tokio_postgres::connect(database_url, NoTls).await?;
+    tokio::spawn(
+        async move {
+            if let Err(error) = connection.await {
+                tracing::warn!(%error, "postgres connection ended with an error");
+            }
+        }
+        .instrument(tracing::info_span!("postgres_connection")),
+    );
+    Ok(client)
+}
+
+/// A pool of at most `max_size` connections to `database_url`; connections open on first use.
+pub fn pool(database_url: &str, max_size: usize) -> Result<PgPool, PgError> {
+    let mut config = deadpool_postgres::Config::new();
+    config.url = Some(database_url.to_string());
+    config.pool = Some(deadpool_postgres::PoolConfig::new(max_size));
+    Ok(config.create_pool(Some(deadpool_postgres::Runtime::Tokio1), NoTls)?)
+}
