@@ -1,0 +1,144 @@
+//! AssignService: submit, inspect, hand back and cancel subtasks; watch assignments.
+
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+use tracing::{debug, info};
+
+use crate::domain::subtask::SubtaskState;
+use crate::metrics as names;
+use crate::pb;
+use crate::pb::assign_service_server::AssignService;
+
+use super::status::ApiError;
+use super::watch::{self, WatchStream};
+use super::{caller_of, convert, ApiContext};
+
+pub struct AssignApi {
+    context: ApiContext,
+}
+
+impl AssignApi {
+    pub fn new(context: ApiContext) -> Self {
+        Self { context }
+    }
+}
+
+fn outcome_label(state: SubtaskState) -> &'static str {
+    match state {
+        SubtaskState::Assigned => "assigned",
+        SubtaskState::Queued => "queued",
+        SubtaskState::Blocked => "blocked",
+        SubtaskState::Failed => "failed",
+        SubtaskState::Completed | SubtaskState::Cancelled => "existing",
+    }
+}
+
+#[tonic::async_trait]
+impl AssignService for AssignApi {
+    async fn assign(
+        &self,
+        request: Request<pb::AssignRequest>,
+    ) -> Result<Response<pb::AssignResponse>, Status> {
+        let caller = caller_of(&request);
+        if let Err(retry_after) = self.context.assign_limiter.check(&caller) {
+            metrics::counter!(names::RATE_LIMITED, "method" => "Assign").increment(1);
+            return Err(ApiError::RateLimited(format!(
+                "assign rate limit exceeded for caller {caller}; retry in {} ms",
+                retry_after.as_millis()
+            ))
+            .into());
+        }
+        let spec = convert::subtask_spec(request.into_inner(), &self.context.policy).inspect_err(
+            |_| {
+                metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
+            },
+        )?;
+        let started = Instant::now();
+        let result = self.context.store.assign(spec).await;
+        metrics::histogram!(names::ASSIGN_DURATION).record(started.elapsed().as_secs_f64());
+        let view = result.map_err(|error| {
+            metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
+            ApiError::from(error)
+        })?;
+        metrics::counter!(names::ASSIGNMENTS, "outcome" => outcome_label(view.state)).increment(1);
+        debug!(
+            subtask_id = %view.subtask_id,
+            state = view.state.as_str(),
+            specialist_id = view.holder.as_ref().map(|holder| holder.specialist_id.as_str()).unwrap_or(""),
+            routed_type = %view.routed_type,
+            "assign"
+        );
+        Ok(Response::new(pb::AssignResponse {
+            subtask_id: view.subtask_id.clone(),
+            assignment: Some(convert::assignment_to_proto(view)),
+        }))
+    }
+
+    async fn get_assignment(
+        &self,
+        request: Request<pb::GetAssignmentRequest>,
+    ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
+        let request = request.into_inner();
+        convert::id("subtask_id", &request.subtask_id)?;
+        let (view, subtask) = self
+            .context
+            .store
+            .get_assignment(&request.subtask_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetAssignmentResponse {
+            assignment: Some(convert::assignment_to_proto(view)),
+            subtask: Some(convert::subtask_to_proto(subtask)),
+        }))
+    }
+
+    async fn release(
+        &self,
+        request: Request<pb::ReleaseRequest>,
+    ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let release = convert::release_request(request.into_inner())?;
+        let (subtask_id, specialist_id) =
+            (release.subtask_id.clone(), release.specialist_id.clone());
+        let view = self
+            .context
+            .store
+            .release(release)
+            .await
+            .map_err(ApiError::from)?;
+        info!(%subtask_id, %specialist_id, state = view.state.as_str(), "released");
+        Ok(Response::new(pb::ReleaseResponse {
+            assignment: Some(convert::assignment_to_proto(view)),
+        }))
+    }
+
+    async fn cancel(
+        &self,
+        request: Request<pb::CancelRequest>,
+    ) -> Result<Response<pb::CancelResponse>, Status> {
+        let request = request.into_inner();
+        convert::cancel_request(&request)?;
+        let view = self
+            .context
+            .store
+            .cancel(&request.subtask_id, &request.reason)
+            .await
+            .map_err(ApiError::from)?;
+        info!(subtask_id = %request.subtask_id, "cancelled");
+        Ok(Response::new(pb::CancelResponse {
+            assignment: Some(convert::assignment_to_proto(view)),
+        }))
+    }
+
+    type WatchAssignmentsStream = WatchStream;
+
+    async fn watch_assignments(
+        &self,
+        request: Request<pb::WatchAssignmentsRequest>,
+    ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let request = request.into_inner();
+        convert::id("specialist_id", &request.specialist_id)?;
+        let stream = watch::open(self.context.clone(), request.specialist_id).await?;
+        Ok(Response::new(stream))
+    }
+}

@@ -1,0 +1,77 @@
+//! PerformanceService: outcomes in, what the scorer knows out.
+
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use crate::pb;
+use crate::pb::performance_service_server::PerformanceService;
+
+use super::convert;
+use super::status::ApiError;
+use super::ApiContext;
+
+pub struct PerformanceApi {
+    context: ApiContext,
+}
+
+impl PerformanceApi {
+    pub fn new(context: ApiContext) -> Self {
+        Self { context }
+    }
+}
+
+#[tonic::async_trait]
+impl PerformanceService for PerformanceApi {
+    async fn report_completion(
+        &self,
+        request: Request<pb::ReportCompletionRequest>,
+    ) -> Result<Response<pb::ReportCompletionResponse>, Status> {
+        let report = convert::completion_report(request.into_inner())?;
+        let (subtask_id, specialist_id, success) = (
+            report.subtask_id.clone(),
+            report.specialist_id.clone(),
+            report.success,
+        );
+        let view = self
+            .context
+            .store
+            .report_completion(report)
+            .await
+            .map_err(ApiError::from)?;
+        info!(%subtask_id, %specialist_id, success, "completion reported");
+        Ok(Response::new(pb::ReportCompletionResponse {
+            assignment: Some(convert::assignment_to_proto(view)),
+        }))
+    }
+
+    async fn get_performance(
+        &self,
+        request: Request<pb::GetPerformanceRequest>,
+    ) -> Result<Response<pb::GetPerformanceResponse>, Status> {
+        let request = request.into_inner();
+        convert::id("specialist_id", &request.specialist_id)?;
+        let summary = self
+            .context
+            .store
+            .performance(&request.specialist_id)
+            .await
+            .map_err(ApiError::from)?;
+        Ok(Response::new(pb::GetPerformanceResponse {
+            specialist_id: request.specialist_id,
+            completed: summary.completed,
+            succeeded: summary.succeeded,
+            success_rate: summary.success_rate,
+            mean_quality: summary.mean_quality,
+            mean_completion_time_ms: summary.mean_completion_time_ms,
+            performance: summary.performance,
+            recent_outcomes: summary.recent_outcomes,
+        }))
+    }
+
+    async fn get_model_status(
+        &self,
+        _request: Request<pb::GetModelStatusRequest>,
+    ) -> Result<Response<pb::GetModelStatusResponse>, Status> {
+        Ok(Response::new(convert::model_status(&self.context.policy)))
+    }
+}

@@ -1,0 +1,204 @@
+//! WatchAssignments: replay in-flight work, then forward the specialist's feed without loss or repeats.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::Status;
+use tracing::{debug, Instrument};
+
+use crate::domain::subtask::{Holder, WatchEvent, WatchEventKind};
+use crate::pb;
+use crate::store::{Feed, FeedItem};
+
+use super::status::ApiError;
+use super::{convert, ApiContext};
+
+pub type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<pb::WatchAssignmentsResponse, Status>> + Send>>;
+
+/// Messages buffered per stream before the forwarder waits for the client.
+const STREAM_BUFFER: usize = 64;
+/// Delivered assignments remembered before the list is trimmed to what is still in flight.
+const DELIVERED_TRIM_AT: usize = 4096;
+
+/// Subscribes first, then reads in-flight work, so nothing assigned in between is missed.
+pub async fn open(context: ApiContext, specialist_id: String) -> Result<WatchStream, ApiError> {
+    let feed = context.store.subscribe(&specialist_id).await?;
+    let in_flight = context.store.in_flight(&specialist_id).await?;
+    let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
+    let span = tracing::info_span!("watch", %specialist_id);
+    let forwarder = Forwarder {
+        context,
+        specialist_id,
+        sender,
+        delivered: HashMap::new(),
+    };
+    tokio::spawn(forwarder.run(feed, in_flight).instrument(span));
+    Ok(ReceiverStream::new(receiver).boxed())
+}
+
+type Sender = mpsc::Sender<Result<pb::WatchAssignmentsResponse, Status>>;
+
+/// Why forwarding stopped early.
+struct WatcherGone;
+
+struct Forwarder {
+    context: ApiContext,
+    specialist_id: String,
+    sender: Sender,
+    /// Subtask id -> the holder record this stream delivered as ASSIGNED and has not seen revoked.
+    delivered: HashMap<String, Holder>,
+}
+
+impl Forwarder {
+    async fn run(mut self, mut feed: Feed, in_flight: Vec<WatchEvent>) {
+        if self.replay(in_flight).await.is_err() {
+            return;
+        }
+        loop {
+            let item = tokio::select! {
+                _ = self.context.shutdown.cancelled() => {
+                    let status = Status::unavailable("server is shutting down; reconnect to another replica");
+                    let _ = self.sender.send(Err(status)).await;
+                    return;
+                }
+                _ = self.sender.closed() => {
+                    debug!("watcher went away");
+                    return;
+                }
+                item = feed.next() => item,
+            };
+            let outcome = match item {
+                None => Err(self.end_deregistered().await),
+                Some(FeedItem::Lagged) => self.catch_up().await,
+                Some(FeedItem::Event(event)) => self.forward(*event).await,
+            };
+            if outcome.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn end_deregistered(&self) -> WatcherGone {
+        let status = Status::not_found(format!(
+            "specialist {} was deregistered",
+            self.specialist_id
+        ));
+        let _ = self.sender.send(Err(status)).await;
+        WatcherGone
+    }
+
+    async fn send(&self, event: WatchEvent) -> Result<(), WatcherGone> {
+        let message = convert::watch_event_to_proto(event);
+        self.sender.send(Ok(message)).await.map_err(|_| WatcherGone)
+    }
+
+    async fn forward(&mut self, event: WatchEvent) -> Result<(), WatcherGone> {
+        let subtask_id = event.assignment.subtask_id.clone();
+        match event.kind {
+            WatchEventKind::Assigned => {
+                let already_sent = self
+                    .delivered
+                    .get(&subtask_id)
+                    .is_some_and(|holder| holder.epoch == event.epoch());
+                if already_sent {
+                    return Ok(());
+                }
+                self.remember(&event);
+            }
+            WatchEventKind::Revoked => {
+                // Not delivered (or its REVOKED already synthesized after a lag): nothing to tell.
+                if self.delivered.remove(&subtask_id).is_none() {
+                    return Ok(());
+                }
+            }
+        }
+        self.send(event).await?;
+        if self.delivered.len() > DELIVERED_TRIM_AT {
+            self.trim().await;
+        }
+        Ok(())
+    }
+
+    fn remember(&mut self, event: &WatchEvent) {
+        if let Some(holder) = &event.assignment.holder {
+            self.delivered
+                .insert(event.assignment.subtask_id.clone(), holder.clone());
+        }
+    }
+
+    /// Sends in-flight assignments this stream has not delivered yet.
+    async fn replay(&mut self, in_flight: Vec<WatchEvent>) -> Result<(), WatcherGone> {
+        for event in in_flight {
+            let already_sent = self
+                .delivered
+                .get(&event.assignment.subtask_id)
+                .is_some_and(|holder| holder.epoch == event.epoch());
+            if already_sent {
+                continue;
+            }
+            self.remember(&event);
+            self.send(event).await?;
+        }
+        Ok(())
+    }
+
+    /// After falling behind: anything delivered but no longer held was either finished by this
+    /// specialist or taken away; the latter gets the REVOKED event it missed. Then new work is replayed.
+    async fn catch_up(&mut self) -> Result<(), WatcherGone> {
+        let Ok(in_flight) = self.context.store.in_flight(&self.specialist_id).await else {
+            return Err(self.end_deregistered().await);
+        };
+        let held: HashMap<&str, u64> = in_flight
+            .iter()
+            .map(|event| (event.assignment.subtask_id.as_str(), event.epoch()))
+            .collect();
+        let gone: Vec<(String, Holder)> = self
+            .delivered
+            .iter()
+            .filter(|(subtask_id, holder)| held.get(subtask_id.as_str()) != Some(&holder.epoch))
+            .map(|(subtask_id, holder)| (subtask_id.clone(), holder.clone()))
+            .collect();
+        for (subtask_id, revoked) in gone {
+            self.delivered.remove(&subtask_id);
+            let Ok((mut assignment, subtask)) =
+                self.context.store.get_assignment(&subtask_id).await
+            else {
+                continue;
+            };
+            let finished_by_this_holder =
+                assignment.state.is_terminal() && assignment.holder.as_ref() == Some(&revoked);
+            if finished_by_this_holder {
+                continue;
+            }
+            assignment.holder = Some(revoked);
+            let event = WatchEvent {
+                kind: WatchEventKind::Revoked,
+                assignment,
+                subtask,
+            };
+            self.send(event).await?;
+        }
+        self.replay(in_flight).await
+    }
+
+    /// Forgets delivered work that is no longer in flight (finished by the specialist: a revocation
+    /// would have removed it already).
+    async fn trim(&mut self) {
+        let Ok(in_flight) = self.context.store.in_flight(&self.specialist_id).await else {
+            return;
+        };
+        let held: HashMap<String, u64> = in_flight
+            .into_iter()
+            .map(|event| {
+                let epoch = event.epoch();
+                (event.assignment.subtask_id, epoch)
+            })
+            .collect();
+        self.delivered
+            .retain(|subtask_id, holder| held.get(subtask_id) == Some(&holder.epoch));
+    }
+}

@@ -1,0 +1,332 @@
+//! Command-line and environment configuration: the only place that reads the environment.
+
+use std::net::SocketAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::policy::{RoutingPolicy, ScoringWeights};
+
+/// Switchboard: a gRPC control plane that assigns work to AI agents and services.
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server (embedded in-memory store).
+    Serve(ServeConfig),
+    /// Load generator: drive a server over real gRPC on loopback and print throughput and latency.
+    Bench(BenchConfig),
+    /// Apply the Postgres schema migrations the database does not have yet, then exit.
+    Migrate(MigrateConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything `switchboard serve` can be told.
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the gRPC server listens on (port 0 picks a free port).
+    #[arg(long, env = "SWITCHBOARD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: SocketAddr,
+
+    /// Address of the Prometheus `/metrics` HTTP endpoint (port 0 picks a free port).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_METRICS_LISTEN",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_listen: SocketAddr,
+
+    /// Serve no metrics endpoint.
+    #[arg(long, env = "SWITCHBOARD_NO_METRICS")]
+    pub no_metrics: bool,
+
+    /// Specialist types that Assign and Register accept, comma separated.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_SPECIALIST_TYPES",
+        value_delimiter = ',',
+        default_value = "frontend,backend,testing,docs,general"
+    )]
+    pub specialist_types: Vec<String>,
+
+    /// Type that takes subtasks no specialist of the requested type could ever serve ("" turns the fallback off).
+    #[arg(long, env = "SWITCHBOARD_FALLBACK_TYPE", default_value = "general")]
+    pub fallback_type: String,
+
+    /// Weight of the capability factor in the score.
+    #[arg(long, env = "SWITCHBOARD_WEIGHT_CAPABILITY", default_value_t = 0.4)]
+    pub weight_capability: f64,
+
+    /// Weight of the load factor in the score.
+    #[arg(long, env = "SWITCHBOARD_WEIGHT_LOAD", default_value_t = 0.3)]
+    pub weight_load: f64,
+
+    /// Weight of the availability factor in the score.
+    #[arg(long, env = "SWITCHBOARD_WEIGHT_AVAILABILITY", default_value_t = 0.2)]
+    pub weight_availability: f64,
+
+    /// Weight of the performance factor in the score (the four weights must add up to 1).
+    #[arg(long, env = "SWITCHBOARD_WEIGHT_PERFORMANCE", default_value_t = 0.1)]
+    pub weight_performance: f64,
+
+    /// max_concurrency of a specialist that registers without one.
+    #[arg(long, env = "SWITCHBOARD_DEFAULT_MAX_CONCURRENCY", default_value_t = 5)]
+    pub default_max_concurrency: u32,
+
+    /// A specialist lease not renewed for this long lapses: it goes OFFLINE and its work is requeued.
+    #[arg(long, env = "SWITCHBOARD_LEASE_TTL_MS", default_value_t = 15_000)]
+    pub lease_ttl_ms: u64,
+
+    /// Heartbeat interval the server asks specialists for (must be below the lease TTL).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 5_000
+    )]
+    pub heartbeat_interval_ms: u64,
+
+    /// How often the lease sweeper looks for lapsed leases.
+    #[arg(long, env = "SWITCHBOARD_SWEEP_INTERVAL_MS", default_value_t = 1_000)]
+    pub sweep_interval_ms: u64,
+
+    /// Hand-outs a subtask gets before it is FAILED (lease expiries and releases count).
+    #[arg(long, env = "SWITCHBOARD_MAX_ATTEMPTS", default_value_t = 3)]
+    pub max_attempts: u32,
+
+    /// Per-call deadline; a shorter client deadline (grpc-timeout) wins. Expiry is DEADLINE_EXCEEDED.
+    #[arg(long, env = "SWITCHBOARD_REQUEST_TIMEOUT_MS", default_value_t = 5_000)]
+    pub request_timeout_ms: u64,
+
+    /// Assign calls allowed per caller per minute (0 turns the limit off). The caller is the
+    /// `x-caller-id` metadata value, or the peer IP address without one.
+    #[arg(long, env = "SWITCHBOARD_ASSIGN_RATE_LIMIT", default_value_t = 50)]
+    pub assign_rate_limit: u32,
+
+    /// Unary calls in progress at once before new ones are shed with UNAVAILABLE.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_CONCURRENT_REQUESTS",
+        default_value_t = 1_024
+    )]
+    pub max_concurrent_requests: usize,
+
+    /// On SIGTERM/SIGINT, how long to wait for calls to finish before exiting anyway.
+    #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+
+    /// Log filter (tracing EnvFilter syntax).
+    #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
+    pub log_filter: String,
+
+    /// Log format.
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Everything `switchboard bench` can be told.
+///
+/// Drives a running server (`--addr`) or one it starts itself in this process on the embedded
+/// store: registers `--agents` specialists, each holding a WatchAssignments stream and reporting
+/// completion after `--think-ms`, and runs `--callers` concurrent Assign callers at `--rate` (or flat
+/// out). Every run stops by itself: after `--subtasks` subtasks or `--duration` seconds, whichever
+/// comes first, then at most `--settle-timeout` seconds for outstanding work. Loopback only.
+#[derive(Debug, Clone, Args)]
+#[command(after_help = "\
+The server's per-caller Assign rate limit (serve --assign-rate-limit, 50 a minute by default) must \
+allow the load: each caller sends its own x-caller-id, so against a running server start it with \
+--assign-rate-limit 0 (the embedded server is started that way). Run ids are unique, so runs against \
+a shared server never collide; agents deregister at the end.")]
+pub struct BenchConfig {
+    /// Address of a running server to drive (host:port; must resolve to loopback only).
+    #[arg(long, conflicts_with = "start_embedded")]
+    pub addr: Option<String>,
+
+    /// Start a server in this process on the embedded in-memory store, on 127.0.0.1 with a free
+    /// port and no Assign rate limit; the default when no --addr is given. (Starting one on the
+    /// Redis + Postgres store comes with that store; until then drive it with --addr.)
+    #[arg(long)]
+    pub start_embedded: bool,
+
+    /// Extra `serve` flag for the embedded server, e.g. --embedded-flag=--lease-ttl-ms=30000
+    /// (repeatable).
+    #[arg(
+        long = "embedded-flag",
+        value_name = "FLAG",
+        allow_hyphen_values = true
+    )]
+    pub embedded_flags: Vec<String>,
+
+    /// Process id of the server behind --addr, whose CPU and RSS are measured (default: the
+    /// process listening on the --addr port, found in /proc; none found: not measured).
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+
+    /// Specialists to register, each with its own WatchAssignments stream.
+    #[arg(long, default_value_t = 100)]
+    pub agents: u32,
+
+    /// Specialist type of the agents and of every subtask (must be one the server accepts).
+    #[arg(long, default_value = "general")]
+    pub specialist_type: String,
+
+    /// max_concurrency each agent registers with.
+    #[arg(long, default_value_t = 10)]
+    pub max_concurrency: u32,
+
+    /// How long an agent works on a subtask before it reports completion, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub think_ms: u64,
+
+    /// Concurrent Assign callers, each with its own x-caller-id.
+    #[arg(long, default_value_t = 16)]
+    pub callers: u32,
+
+    /// Total Assign calls per second over all callers; 0 = flat out (each caller sends its next
+    /// call when the previous reply arrives).
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
+
+    /// Most subtasks the measured phase submits (it also stops after --duration).
+    #[arg(long, default_value_t = 100_000)]
+    pub subtasks: u64,
+
+    /// Longest the measured phase submits for, in seconds (it also stops after --subtasks).
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+
+    /// Before the agents start, submit this many subtasks (they queue), then start the agents and
+    /// time until every one of them has been delivered (drain time). 0 = no backlog phase.
+    #[arg(long, default_value_t = 0)]
+    pub backlog: u64,
+
+    /// Longest the backlog may take to drain and complete, in seconds.
+    #[arg(long, default_value_t = 60.0)]
+    pub drain_timeout: f64,
+
+    /// After the callers stop, longest to wait for outstanding subtasks to complete, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub settle_timeout: f64,
+
+    /// Payload bytes per subtask.
+    #[arg(long, default_value_t = 64)]
+    pub payload_bytes: usize,
+
+    /// HTTP/2 connections to the server; agents and callers are spread over them round-robin.
+    #[arg(long, default_value_t = 4)]
+    pub connections: u32,
+
+    /// Client deadline of every call (grpc-timeout), in milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub request_timeout_ms: u64,
+
+    /// Print exactly one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress lines on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+
+    /// Log filter for the generator and the embedded server (tracing EnvFilter syntax); logs go to
+    /// stderr. The server's per-call info logs are off at the default.
+    #[arg(long, default_value = "warn")]
+    pub log_filter: String,
+}
+
+/// Everything `switchboard migrate` can be told.
+///
+/// Applies the numbered migrations built into this binary (from `sql/`) that the database lacks,
+/// in order, each once, holding a Postgres advisory lock so that concurrent runs (and servers
+/// starting at the same time) take turns. Prints each migration it applies. Fails, changing
+/// nothing, if an applied migration differs from this binary's copy or is unknown to it.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateConfig {
+    /// PostgreSQL connection URL, e.g. postgres://switchboard@127.0.0.1:5432/switchboard (no TLS
+    /// yet: sslmode must allow a plain connection).
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
+    pub database_url: String,
+}
+
+/// A configuration value that cannot work, found before anything starts.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl ServeConfig {
+    /// Parses serve flags from an argument list (without the `serve` word); used by tests and tools.
+    pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            serve: ServeConfig,
+        }
+        let argv = std::iter::once(std::ffi::OsString::from("switchboard"))
+            .chain(args.into_iter().map(Into::into));
+        Wrapper::try_parse_from(argv).map(|wrapper| wrapper.serve)
+    }
+
+    /// The routing rules this configuration asks for, checked for consistency.
+    pub fn routing_policy(&self) -> Result<RoutingPolicy, ConfigError> {
+        let weights = ScoringWeights {
+            capability: self.weight_capability,
+            load: self.weight_load,
+            availability: self.weight_availability,
+            performance: self.weight_performance,
+        };
+        weights.validate().map_err(ConfigError)?;
+        let mut types: Vec<String> = Vec::new();
+        for raw in &self.specialist_types {
+            let name = raw.trim();
+            if name.is_empty() || types.iter().any(|known| known == name) {
+                continue;
+            }
+            types.push(name.to_string());
+        }
+        if types.is_empty() {
+            return Err(ConfigError("--specialist-types names no type".into()));
+        }
+        let fallback_type = match self.fallback_type.trim() {
+            "" => None,
+            name if types.iter().any(|known| known == name) => Some(name.to_string()),
+            name => {
+                return Err(ConfigError(format!(
+                    "--fallback-type {name} is not one of --specialist-types"
+                )))
+            }
+        };
+        if self.default_max_concurrency == 0 {
+            return Err(ConfigError(
+                "--default-max-concurrency must be at least 1".into(),
+            ));
+        }
+        if self.max_attempts == 0 {
+            return Err(ConfigError("--max-attempts must be at least 1".into()));
+        }
+        if self.lease_ttl_ms == 0 || self.heartbeat_interval_ms >= self.lease_ttl_ms {
+            return Err(ConfigError(
+                "--heartbeat-interval-ms must be below --lease-ttl-ms (and the TTL above 0)".into(),
+            ));
+        }
+        Ok(RoutingPolicy {
+            specialist_types: types,
+            fallback_type,
+            weights,
+            default_max_concurrency: self.default_max_concurrency,
+            lease_ttl_ms: self.lease_ttl_ms as i64,
+            max_attempts: self.max_attempts,
+        })
+    }
+}

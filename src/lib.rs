@@ -1,0 +1,19 @@
+//! Switchboard: a gRPC control plane that assigns work to AI agents and services.
+
+pub mod api;
+pub mod bench;
+pub mod config;
+pub mod domain;
+pub mod metrics;
+pub mod server;
+pub mod store;
+
+/// Generated protobuf and gRPC code for `switchboard.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("switchboard.v1");
+
+    /// Encoded descriptor set of every switchboard proto, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("switchboard_descriptor");
+}

@@ -1,0 +1,44 @@
+//! Metric names and their descriptions: what the server exposes at `/metrics`.
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+pub const ASSIGN_DURATION: &str = "switchboard_assign_duration_seconds";
+pub const ASSIGNMENTS: &str = "switchboard_assignments_total";
+pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
+pub const SPECIALISTS: &str = "switchboard_specialists";
+pub const ACTIVE_ASSIGNMENTS: &str = "switchboard_active_assignments";
+pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
+pub const GRPC_REQUESTS: &str = "switchboard_grpc_requests_total";
+pub const LEASES_EXPIRED: &str = "switchboard_leases_expired_total";
+
+/// Buckets of the Assign latency histogram, in seconds.
+pub const ASSIGN_DURATION_BUCKETS: &[f64] = &[
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
+pub fn describe() {
+    describe_histogram!(
+        ASSIGN_DURATION,
+        Unit::Seconds,
+        "Time to handle one Assign call in the store"
+    );
+    describe_counter!(
+        ASSIGNMENTS,
+        "Assign calls by outcome (assigned, queued, blocked, failed, existing, rejected)"
+    );
+    describe_gauge!(QUEUE_DEPTH, "Queued subtasks per specialist type");
+    describe_gauge!(
+        SPECIALISTS,
+        "Registered specialists per availability (a lapsed lease counts as offline)"
+    );
+    describe_gauge!(
+        ACTIVE_ASSIGNMENTS,
+        "Subtasks held by specialists per specialist type"
+    );
+    describe_counter!(
+        RATE_LIMITED,
+        "Calls refused by the per-caller rate limit, by method"
+    );
+    describe_counter!(GRPC_REQUESTS, "gRPC calls by method and status code");
+    describe_counter!(LEASES_EXPIRED, "Specialists whose lease lapsed");
+}

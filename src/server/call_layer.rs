@@ -1,0 +1,216 @@
+//! Outermost layer of every call: the deadline (server default or the client's shorter grpc-timeout,
+//! DEADLINE_EXCEEDED on expiry), overload shedding as UNAVAILABLE, and per-method counts by status code.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http_body::{Body as HttpBody, Frame};
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tower::{BoxError, Layer, Service};
+
+use crate::metrics as names;
+
+/// Deadlines shorter than the timer's resolution have passed by the time the call is dispatched.
+const MIN_DEADLINE: Duration = Duration::from_millis(1);
+
+#[derive(Debug, Clone)]
+pub struct CallLayer {
+    default_timeout: Duration,
+}
+
+impl CallLayer {
+    pub fn new(default_timeout: Duration) -> Self {
+        Self { default_timeout }
+    }
+}
+
+impl<S> Layer<S> for CallLayer {
+    type Service = CallService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CallService {
+            inner,
+            default_timeout: self.default_timeout,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CallService<S> {
+    inner: S,
+    default_timeout: Duration,
+}
+
+/// Parses the gRPC `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    if value.len() < 2 || value.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = value.split_at(value.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    let duration = match unit {
+        "H" => Duration::from_secs(amount.checked_mul(3600)?),
+        "M" => Duration::from_secs(amount.checked_mul(60)?),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    };
+    Some(duration)
+}
+
+fn status_response(status: Status) -> http::Response<Body> {
+    status.into_http()
+}
+
+fn record(method: &str, code: Code) {
+    metrics::counter!(names::GRPC_REQUESTS, "method" => method.to_string(), "code" => format!("{code:?}")).increment(1);
+}
+
+impl<S, ReqBody, ResBody> Service<http::Request<ReqBody>> for CallService<S>
+where
+    S: Service<http::Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    ReqBody: Send + 'static,
+    ResBody: HttpBody<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = http::Response<Body>;
+    type Error = BoxError;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
+        let method = request.uri().path().trim_start_matches('/').to_string();
+        let client_timeout = request
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        let deadline = client_timeout.map_or(self.default_timeout, |client| {
+            client.min(self.default_timeout)
+        });
+        // Take the service that was driven to readiness and leave a fresh clone in its place.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            if deadline < MIN_DEADLINE {
+                record(&method, Code::DeadlineExceeded);
+                return Ok(status_response(Status::deadline_exceeded(
+                    "deadline expired before the call started",
+                )));
+            }
+            let outcome = tokio::time::timeout(deadline, inner.call(request)).await;
+            let response = match outcome {
+                Err(_elapsed) => {
+                    let status = Status::deadline_exceeded(format!(
+                        "deadline of {} ms exceeded",
+                        deadline.as_millis()
+                    ));
+                    record(&method, Code::DeadlineExceeded);
+                    return Ok(status_response(status));
+                }
+                Ok(Err(error)) => {
+                    let error: BoxError = error.into();
+                    let status = if error.is::<tower::load_shed::error::Overloaded>() {
+                        Status::unavailable("server overloaded; retry with backoff")
+                    } else {
+                        Status::from_error(error)
+                    };
+                    record(&method, status.code());
+                    return Ok(status_response(status));
+                }
+                Ok(Ok(response)) => response,
+            };
+            if let Some(status) = Status::from_header_map(response.headers()) {
+                // Trailers-only response: the code is already known.
+                record(&method, status.code());
+                return Ok(response.map(Body::new));
+            }
+            Ok(response.map(|body| {
+                Body::new(CountingBody {
+                    inner: body,
+                    method: Some(method),
+                })
+            }))
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// Records the call's status code when the trailers go by.
+    struct CountingBody<B> {
+        #[pin]
+        inner: B,
+        method: Option<String>,
+    }
+}
+
+impl<B> HttpBody for CountingBody<B>
+where
+    B: HttpBody<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(context);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    if let Some(method) = this.method.take() {
+                        let code = Status::from_header_map(trailers)
+                            .map_or(Code::Ok, |status| status.code());
+                        record(&method, code);
+                    }
+                }
+            }
+            Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
+                if let Some(method) = this.method.take() {
+                    // The stream ended without trailers (client went away or transport error).
+                    record(&method, Code::Cancelled);
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled.map(|frame| frame.map(|result| result.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_grpc_timeout("1n"), Some(Duration::from_nanos(1)));
+        assert_eq!(parse_grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_grpc_timeout("123456789S"), None);
+        assert_eq!(parse_grpc_timeout("5x"), None);
+        assert_eq!(parse_grpc_timeout("S"), None);
+    }
+}

@@ -1,0 +1,240 @@
+//! The tonic server: tower layers, health, reflection, metrics, background work, graceful shutdown.
+
+mod background;
+pub mod call_layer;
+mod metrics_http;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::LoadShedLayer;
+use tower::ServiceBuilder;
+use tracing::{info, warn, Instrument};
+
+use crate::api::assign::AssignApi;
+use crate::api::performance::PerformanceApi;
+use crate::api::queue::QueueApi;
+use crate::api::rate_limit::RateLimiter;
+use crate::api::register::RegisterApi;
+use crate::api::ApiContext;
+use crate::config::ServeConfig;
+use crate::pb;
+use crate::pb::assign_service_server::AssignServiceServer;
+use crate::pb::performance_service_server::PerformanceServiceServer;
+use crate::pb::queue_service_server::QueueServiceServer;
+use crate::pb::register_service_server::RegisterServiceServer;
+use crate::store::memory::MemoryStore;
+use crate::store::Store;
+
+use call_layer::CallLayer;
+
+/// Fully qualified names of the four services, as health checks and reflection know them.
+pub const SERVICE_NAMES: [&str; 4] = [
+    "switchboard.v1.RegisterService",
+    "switchboard.v1.AssignService",
+    "switchboard.v1.QueueService",
+    "switchboard.v1.PerformanceService",
+];
+
+/// Largest gRPC message accepted: a 1 MiB payload plus the rest of the request.
+const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+
+/// A server that is listening; dropping it does not stop it, `shutdown` does.
+pub struct RunningServer {
+    grpc_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: CancellationToken,
+    health: HealthReporter,
+    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
+}
+
+impl RunningServer {
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Health NOT_SERVING, watch streams end, calls in progress finish (up to the grace period).
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        info!("shutting down: health NOT_SERVING, draining streams");
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for service in SERVICE_NAMES {
+            self.health
+                .set_service_status(service, ServingStatus::NotServing)
+                .await;
+        }
+        self.shutdown.cancel();
+        let mut serving = self.serving;
+        match tokio::time::timeout(self.grace, &mut serving).await {
+            Ok(joined) => {
+                joined
+                    .context("server task panicked")?
+                    .context("server failed")?;
+                info!("shut down cleanly");
+            }
+            Err(_) => {
+                warn!(
+                    grace_ms = self.grace.as_millis() as u64,
+                    "calls still open after the grace period; closing them"
+                );
+                serving.abort();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts a server on the embedded store.
+pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
+    let policy = config.routing_policy()?;
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(policy));
+    start_with_store(config, store).await
+}
+
+/// Starts a server on the given store.
+pub async fn start_with_store(
+    config: ServeConfig,
+    store: Arc<dyn Store>,
+) -> anyhow::Result<RunningServer> {
+    let policy = config.routing_policy()?;
+    let shutdown = CancellationToken::new();
+    let context = ApiContext {
+        store: store.clone(),
+        policy: Arc::new(policy),
+        heartbeat_interval_ms: config.heartbeat_interval_ms as i64,
+        assign_limiter: Arc::new(RateLimiter::new(config.assign_rate_limit)),
+        shutdown: shutdown.clone(),
+    };
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    for service in SERVICE_NAMES {
+        health
+            .set_service_status(service, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection v1")?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .context("building reflection v1alpha")?;
+
+    let metrics_handle = if config.no_metrics {
+        None
+    } else {
+        Some(
+            metrics_http::recorder()
+                .map_err(|error| anyhow::anyhow!("installing the metrics recorder: {error}"))?,
+        )
+    };
+    let metrics_addr = match &metrics_handle {
+        None => None,
+        Some(handle) => {
+            let listener = TcpListener::bind(config.metrics_listen)
+                .await
+                .with_context(|| {
+                    format!("binding the metrics endpoint on {}", config.metrics_listen)
+                })?;
+            let addr = listener.local_addr()?;
+            tokio::spawn(
+                metrics_http::serve(listener, handle.clone(), shutdown.clone())
+                    .instrument(tracing::info_span!("metrics")),
+            );
+            Some(addr)
+        }
+    };
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;
+    let grpc_addr = listener.local_addr()?;
+    // Without TCP_NODELAY a unary reply's trailers wait for the client's delayed ACK (~40 ms).
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
+
+    let layers = ServiceBuilder::new()
+        .layer(CallLayer::new(Duration::from_millis(
+            config.request_timeout_ms,
+        )))
+        .layer(LoadShedLayer::new())
+        .layer(GlobalConcurrencyLimitLayer::new(
+            config.max_concurrent_requests.max(1),
+        ))
+        .into_inner();
+    let router = Server::builder()
+        .layer(layers)
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            RegisterServiceServer::new(RegisterApi::new(context.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            AssignServiceServer::new(AssignApi::new(context.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            QueueServiceServer::new(QueueApi::new(context.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        )
+        .add_service(
+            PerformanceServiceServer::new(PerformanceApi::new(context.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES),
+        );
+    let stop_serving = shutdown.clone();
+    let serving = tokio::spawn(
+        router
+            .serve_with_incoming_shutdown(incoming, async move { stop_serving.cancelled().await })
+            .instrument(tracing::info_span!("grpc")),
+    );
+
+    tokio::spawn(
+        background::sweep_leases(
+            store.clone(),
+            Duration::from_millis(config.sweep_interval_ms.max(1)),
+            shutdown.clone(),
+        )
+        .instrument(tracing::info_span!("lease_sweeper")),
+    );
+    tokio::spawn(
+        background::refresh_gauges(store, metrics_handle, shutdown.clone())
+            .instrument(tracing::info_span!("gauges")),
+    );
+
+    info!(
+        grpc_addr = %grpc_addr,
+        metrics_addr = %metrics_addr.map_or_else(|| "off".to_string(), |addr| addr.to_string()),
+        "serving"
+    );
+    Ok(RunningServer {
+        grpc_addr,
+        metrics_addr,
+        shutdown,
+        health,
+        serving,
+        grace: Duration::from_millis(config.shutdown_grace_ms),
+    })
+}
