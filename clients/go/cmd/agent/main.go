@@ -1,0 +1,109 @@
+// Command agent is an example specialist: it registers with Switchboard and works through whatever
+// it is assigned.
+//
+//	go run ./cmd/agent -address localhost:50051 -type backend -capabilities sql,grpc
+//
+// Each subtask's payload is JSON such as {"title": "...", "work_ms": 200}; the "work" is a wait of
+// that long (default -work-ms). A payload with "fail": true is reported as a failure. It stops on
+// SIGINT/SIGTERM (deregistering, so the server requeues anything unfinished) or after -max-tasks.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/switchboard-dev/switchboard/clients/go/switchboard"
+)
+
+func main() {
+	address := flag.String("address", "localhost:50051", "Switchboard gRPC address")
+	kind := flag.String("type", "", "specialist type, e.g. frontend (required)")
+	capabilities := flag.String("capabilities", "", "comma-separated, e.g. react,css")
+	id := flag.String("id", "", "specialist id (default: the server mints one)")
+	maxConcurrency := flag.Uint("max-concurrency", 2, "subtasks at a time")
+	workMs := flag.Int("work-ms", 100, "simulated work per subtask")
+	maxTasks := flag.Int("max-tasks", 0, "exit after this many (0: run until signalled)")
+	flag.Parse()
+	if *kind == "" {
+		fmt.Fprintln(os.Stderr, "agent: -type is required")
+		os.Exit(2)
+	}
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	client, err := switchboard.Dial(*address)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	ready, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := client.WaitReady(ready, ""); err != nil {
+		log.Fatal(err)
+	}
+
+	var caps []string
+	for _, c := range strings.Split(*capabilities, ",") {
+		if c != "" {
+			caps = append(caps, c)
+		}
+	}
+	agent := switchboard.NewAgent(client, switchboard.AgentConfig{
+		SpecialistID: *id, Type: *kind, Capabilities: caps, MaxConcurrency: uint32(*maxConcurrency),
+		Labels: map[string]string{"example": "go-agent"},
+	})
+	// Start with a background context: the signal ends Run, then Stop deregisters.
+	if err := agent.Start(context.Background()); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("agent %s (%s) ready\n", agent.ID(), *kind)
+
+	work := func(ctx context.Context, w *switchboard.Work) (switchboard.Result, error) {
+		var spec struct {
+			Title  string `json:"title"`
+			WorkMs *int   `json:"work_ms"`
+			Fail   bool   `json:"fail"`
+		}
+		if len(w.Payload()) > 0 {
+			if err := w.DecodeJSON(&spec); err != nil {
+				return switchboard.Result{}, fmt.Errorf("payload: %w", err)
+			}
+		}
+		if spec.Title == "" {
+			spec.Title = w.ID()
+		}
+		fmt.Printf("%s: working on %s (%s), attempt %d\n", agent.ID(), w.ID(), spec.Title, w.Attempt())
+		d := time.Duration(*workMs) * time.Millisecond
+		if spec.WorkMs != nil {
+			d = time.Duration(*spec.WorkMs) * time.Millisecond
+		}
+		// Simulated work; ctx ends if the subtask is revoked (or the agent stops).
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+			return switchboard.Result{}, ctx.Err()
+		}
+		if spec.Fail {
+			return switchboard.Result{}, errors.New("payload asked to fail")
+		}
+		fmt.Printf("%s: done %s (epoch %d)\n", agent.ID(), w.ID(), w.Epoch())
+		return switchboard.Result{Quality: 0.9, Detail: spec.Title + ": done"}, nil
+	}
+
+	handled, err := agent.Run(ctx, work, int(*maxConcurrency), *maxTasks)
+	agent.Stop(true)
+	fmt.Printf("agent %s handled %d subtasks\n", agent.ID(), handled)
+	if err != nil {
+		log.Fatal(err)
+	}
+}

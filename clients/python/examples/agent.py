@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Example agent: registers as a specialist and works through whatever Switchboard assigns it.
+
+    python examples/agent.py --address localhost:50051 --type backend --capabilities sql,grpc
+
+Each subtask's payload is JSON such as {"title": "...", "work_ms": 200}; the "work" is a sleep of
+that long (default --work-ms). A payload with "fail": true is reported as a failure. Stops on
+SIGINT/SIGTERM (deregistering, so the server requeues anything unfinished) or after --max-tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+import switchboard
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--address", default="localhost:50051", help="Switchboard gRPC address")
+    parser.add_argument("--type", required=True, help="specialist type, e.g. frontend")
+    parser.add_argument("--capabilities", default="", help="comma-separated, e.g. react,css")
+    parser.add_argument("--id", default="", help="specialist id (default: the server mints one)")
+    parser.add_argument("--max-concurrency", type=int, default=2)
+    parser.add_argument("--work-ms", type=int, default=100, help="simulated work per subtask")
+    parser.add_argument("--max-tasks", type=int, default=None, help="exit after this many")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+
+    agent = switchboard.Agent(
+        args.address,
+        args.type,
+        [c for c in args.capabilities.split(",") if c],
+        specialist_id=args.id,
+        max_concurrency=args.max_concurrency,
+        labels={"example": "python-agent"},
+    )
+
+    def work(job: switchboard.Work) -> switchboard.Outcome:
+        spec = job.json() or {}
+        title = spec.get("title", job.subtask_id)
+        print(f"{agent.specialist_id}: working on {job.subtask_id} ({title}), attempt {job.attempt}", flush=True)
+        # Simulated work; a real agent checks job.revoked between steps and gives up when it is set.
+        if job.wait_revoked(spec.get("work_ms", args.work_ms) / 1000):
+            return switchboard.Outcome(success=False, detail="revoked")
+        if spec.get("fail"):
+            return switchboard.Outcome(success=False, quality_score=0.0, detail="payload asked to fail")
+        print(f"{agent.specialist_id}: done {job.subtask_id} (epoch {job.epoch})", flush=True)
+        return switchboard.Outcome(success=True, quality_score=0.9, detail=f"{title}: done")
+
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        stopping.set()
+        # stop() joins threads; run it off the signal handler so the main loop wakes and returns.
+        threading.Thread(target=agent.stop, kwargs={"deregister": True}, daemon=True).start()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    agent.client.wait_ready(timeout=30)
+    agent.start()
+    print(f"agent {agent.specialist_id} ({args.type}) ready", flush=True)
+    handled = agent.run(work, workers=max(1, args.max_concurrency), max_tasks=args.max_tasks)
+    if not stopping.is_set():
+        agent.stop(deregister=True)
+    print(f"agent {agent.specialist_id} handled {handled} subtasks", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Python client for Switchboard, the gRPC control plane that hands work to AI agents.
+
+- `connect(address)` -> `Client`: the generated stubs (`client.register`, `client.assign`,
+  `client.queue`, `client.performance`, `client.health`) plus `submit`, `get_assignment`, `wait`
+  for orchestrators. Plaintext only for now: the server has no TLS yet.
+- `Agent`: registers a specialist, heartbeats in the background, yields its assignments from
+  WatchAssignments (reconnecting without losing work), reports completion with epoch fencing.
+- `switchboard.v1`: the generated messages and stubs (`types_pb2`, `assign_service_pb2`, ...).
+"""
+
+from switchboard.agent import Agent, AssignmentLost, Outcome, Work
+from switchboard.client import TERMINAL_STATES, Client, connect, state_name
+from switchboard.v1 import (
+    assign_service_pb2,
+    assign_service_pb2_grpc,
+    performance_service_pb2,
+    performance_service_pb2_grpc,
+    queue_service_pb2,
+    queue_service_pb2_grpc,
+    register_service_pb2,
+    register_service_pb2_grpc,
+    types_pb2,
+)
+
+__all__ = [
+    "Agent",
+    "AssignmentLost",
+    "Client",
+    "Outcome",
+    "TERMINAL_STATES",
+    "Work",
+    "connect",
+    "state_name",
+    "assign_service_pb2",
+    "assign_service_pb2_grpc",
+    "performance_service_pb2",
+    "performance_service_pb2_grpc",
+    "queue_service_pb2",
+    "queue_service_pb2_grpc",
+    "register_service_pb2",
+    "register_service_pb2_grpc",
+    "types_pb2",
+]

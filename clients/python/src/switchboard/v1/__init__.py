@@ -1,0 +1,1 @@
+"""Generated from proto/switchboard/v1 by clients/gen.sh (grpcio-tools). Do not edit."""

@@ -1,0 +1,128 @@
+"""The two examples (examples/agent.py, examples/orchestrator.py) end to end against a real server."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+
+import switchboard
+from switchboard.v1 import register_service_pb2, types_pb2
+
+from conftest import python_example
+
+AGENTS = [
+    ("be-1", "backend", "sql,grpc"),
+    ("fe-1", "frontend", "react,css"),
+    ("qa-1", "testing", "playwright"),
+    ("doc-1", "docs", "markdown"),
+]
+
+
+class Process:
+    """A child process whose output lines are collected; `wait_for` blocks until one matches."""
+
+    def __init__(self, args: list[str]):
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: any(text in line for line in self.lines) or self.proc.poll() is not None, timeout
+            ) and any(text in line for line in self.lines)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+
+def test_orchestrator_and_agents_end_to_end(server):
+    agents = {
+        specialist_id: Process(
+            python_example(
+                "agent.py", "--address", server.address, "--id", specialist_id, "--type", kind,
+                "--capabilities", caps, "--work-ms", "50",
+            )
+        )
+        for specialist_id, kind, caps in AGENTS
+    }
+    try:
+        for specialist_id, agent in agents.items():
+            assert agent.wait_for(f"agent {specialist_id}"), agent.output()
+        orchestrator = subprocess.run(
+            python_example("orchestrator.py", "--address", server.address, "--run-id", "feat", "--timeout", "60"),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+        assert orchestrator.returncode == 0, orchestrator.stdout + orchestrator.stderr
+        assert "plan feat: all 5 subtasks completed" in orchestrator.stdout
+        # Dependants start BLOCKED and were routed as their dependencies completed.
+        assert "submitted feat-api" in orchestrator.stdout and "BLOCKED" in orchestrator.stdout
+
+        client = server.client
+        final = {name: client.get_assignment(f"feat-{name}") for name in ("schema", "api", "form", "e2e", "docs")}
+        assert all(a.state == types_pb2.ASSIGNMENT_STATE_COMPLETED for a in final.values())
+        assert final["schema"].specialist_id == "be-1" and final["api"].specialist_id == "be-1"
+        assert final["form"].specialist_id == "fe-1"
+        assert final["e2e"].specialist_id == "qa-1"
+        assert final["docs"].specialist_id == "doc-1"
+
+        def finished(name):
+            return final[name].finished_at.ToNanoseconds()
+
+        def assigned(name):
+            return final[name].assigned_at.ToNanoseconds()
+
+        for before, after in [("schema", "api"), ("api", "form"), ("api", "e2e"), ("form", "e2e"), ("api", "docs")]:
+            assert finished(before) <= assigned(after), f"{after} started before {before} finished"
+        assert "done feat-form" in agents["fe-1"].output()
+    finally:
+        for agent in agents.values():
+            if agent.proc.poll() is None:
+                agent.proc.send_signal(signal.SIGTERM)
+        codes = {specialist_id: agent.proc.wait(timeout=20) for specialist_id, agent in agents.items()}
+    assert codes == {specialist_id: 0 for specialist_id in agents}, {k: a.output() for k, a in agents.items()}
+    assert "handled 2 subtasks" in agents["be-1"].output()
+    # The agents deregistered on SIGTERM.
+    left = server.client.register.ListSpecialists(register_service_pb2.ListSpecialistsRequest())
+    assert list(left.specialists) == []
+
+
+def test_orchestrator_times_out_without_agents(server):
+    result = subprocess.run(
+        python_example("orchestrator.py", "--address", server.address, "--timeout", "0.5"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "timed out" in result.stdout
+
+
+def test_agent_example_exits_after_max_tasks(server):
+    server.client.submit("only", "docs", required_capabilities=["markdown"], payload=b'{"work_ms": 1}')
+    result = subprocess.run(
+        python_example(
+            "agent.py", "--address", server.address, "--type", "docs", "--capabilities", "markdown",
+            "--max-tasks", "1",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "handled 1 subtasks" in result.stdout
+    assert server.client.get_assignment("only").state == types_pb2.ASSIGNMENT_STATE_COMPLETED
+    assert switchboard.state_name(server.client.get_assignment("only").state) == "COMPLETED"
