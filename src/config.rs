@@ -130,6 +130,47 @@ pub struct ServeConfig {
     /// Log format.
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+
+    /// Redis URL (redis://host:port/db): run on the production store, live state in Redis. Unset:
+    /// the embedded in-memory store.
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// Namespace of this deployment's Redis keys (`sb:{<namespace>}:...`, one hash tag); replicas
+    /// of one deployment share it.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_REDIS_NAMESPACE",
+        default_value = "switchboard"
+    )]
+    pub redis_namespace: String,
+
+    /// Most pooled Redis connections per replica.
+    #[arg(long, env = "SWITCHBOARD_REDIS_POOL_SIZE", default_value_t = 32)]
+    pub redis_pool_size: usize,
+
+    /// Postgres URL (postgres://user@host/db): durable state and history, written behind Redis
+    /// through the outbox. Needs --redis-url.
+    #[arg(long, env = "SWITCHBOARD_DATABASE_URL", requires = "redis_url")]
+    pub database_url: Option<String>,
+
+    /// Outbox entries not yet written to Postgres beyond which Assign answers RESOURCE_EXHAUSTED
+    /// (assignment of accepted work, completion and release go on).
+    #[arg(long, env = "SWITCHBOARD_OUTBOX_BOUND", default_value_t = 1_000_000)]
+    pub outbox_bound: u64,
+
+    /// Longest one Redis or Postgres call may take before it counts as a failure, in milliseconds.
+    #[arg(long, env = "SWITCHBOARD_STORE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub store_timeout_ms: u64,
+
+    /// Consecutive failures of Redis (or Postgres) that open its circuit breaker.
+    #[arg(long, env = "SWITCHBOARD_BREAKER_THRESHOLD", default_value_t = 5)]
+    pub breaker_threshold: u32,
+
+    /// How long an open circuit breaker fails calls fast before it lets a trial call through, in
+    /// milliseconds.
+    #[arg(long, env = "SWITCHBOARD_BREAKER_OPEN_MS", default_value_t = 30_000)]
+    pub breaker_open_ms: u64,
 }
 
 /// Everything `switchboard bench` can be told.
@@ -276,6 +317,22 @@ impl ServeConfig {
         let argv = std::iter::once(std::ffi::OsString::from("switchboard"))
             .chain(args.into_iter().map(Into::into));
         Wrapper::try_parse_from(argv).map(|wrapper| wrapper.serve)
+    }
+
+    /// The Redis store's settings, when --redis-url selects it.
+    pub fn redis_store_config(&self) -> Option<crate::store::redis::RedisStoreConfig> {
+        let url = self.redis_url.as_ref()?;
+        let mut config = crate::store::redis::RedisStoreConfig::new(url.clone());
+        config.namespace = self.redis_namespace.clone();
+        config.pool_size = self.redis_pool_size.max(1);
+        config.command_timeout = std::time::Duration::from_millis(self.store_timeout_ms.max(1));
+        config.breaker = crate::store::breaker::BreakerConfig {
+            threshold: self.breaker_threshold.max(1),
+            open_for: std::time::Duration::from_millis(self.breaker_open_ms),
+        };
+        config.outbox = self.database_url.is_some();
+        config.outbox_bound = self.outbox_bound.max(1);
+        Some(config)
     }
 
     /// The routing rules this configuration asks for, checked for consistency.

@@ -53,6 +53,7 @@ fn store_status(error: StoreError) -> Status {
         StoreError::AlreadyExists(message) => Status::already_exists(message),
         StoreError::FailedPrecondition(message) => Status::failed_precondition(message),
         StoreError::Unavailable(message) => Status::unavailable(message),
+        StoreError::ResourceExhausted(message) => Status::resource_exhausted(message),
         StoreError::Internal(message) => {
             // Logged in full here; the caller gets a short message.
             tracing::error!(error = %message, "internal store error");

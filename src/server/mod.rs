@@ -34,6 +34,7 @@ use crate::pb::performance_service_server::PerformanceServiceServer;
 use crate::pb::queue_service_server::QueueServiceServer;
 use crate::pb::register_service_server::RegisterServiceServer;
 use crate::store::memory::MemoryStore;
+use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 use call_layer::CallLayer;
@@ -100,10 +101,15 @@ impl RunningServer {
     }
 }
 
-/// Starts a server on the embedded store.
+/// Starts a server on the store the configuration selects: Redis (+ Postgres) or embedded.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let policy = config.routing_policy()?;
-    let store: Arc<dyn Store> = Arc::new(MemoryStore::new(policy));
+    let store: Arc<dyn Store> = match config.redis_store_config() {
+        Some(redis_config) => Arc::new(
+            RedisStore::connect(&redis_config, &policy).context("configuring the redis store")?,
+        ),
+        None => Arc::new(MemoryStore::new(policy)),
+    };
     start_with_store(config, store).await
 }
 

@@ -12,6 +12,8 @@ pub enum StoreError {
     FailedPrecondition(String),
     #[error("{0}")]
     Unavailable(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("internal store error: {0}")]
     Internal(String),
 }

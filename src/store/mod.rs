@@ -1,10 +1,12 @@
 //! The one storage interface every backend implements, atomically, with one clock and fencing epochs.
 //! The rules are in README.md beside this file.
 
+pub mod breaker;
 pub mod clock;
 pub mod error;
 pub mod memory;
 pub mod postgres;
+pub mod redis;
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
@@ -65,7 +67,7 @@ pub struct QueuePage {
 }
 
 /// Specialists of one type by availability; a lapsed lease counts as offline.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct AvailabilityCounts {
     pub online: u32,
     pub idle: u32,

@@ -59,6 +59,39 @@ pub fn server_args(extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// Which store the conformance suite runs against this time.
+pub fn test_store() -> String {
+    std::env::var("SWITCHBOARD_TEST_STORE").unwrap_or_else(|_| "embedded".into())
+}
+
+pub fn test_redis_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A namespace no other test (or earlier run) uses.
+pub fn unique_namespace(label: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    let count = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{label}-{}-{nanos}-{count}", std::process::id())
+}
+
+/// Flags selecting the store under test, unless the test chose one itself.
+fn store_flags(extra: &[&str]) -> Vec<String> {
+    if test_store() != "redis" || extra.contains(&"--redis-url") {
+        return Vec::new();
+    }
+    vec![
+        "--redis-url".into(),
+        test_redis_url(),
+        "--redis-namespace".into(),
+        unique_namespace("test"),
+    ]
+}
+
 /// One in-process server and clients connected to it.
 pub struct TestServer {
     server: Option<switchboard::server::RunningServer>,
@@ -73,9 +106,12 @@ impl TestServer {
         Self::start_with(&[]).await
     }
 
-    /// A server with the default test flags plus `extra` (which win over the defaults).
+    /// A server with the default test flags plus `extra` (which win over the defaults), on the
+    /// store `SWITCHBOARD_TEST_STORE` names: `embedded` (default) or `redis` (the shared Redis at
+    /// `SWITCHBOARD_TEST_REDIS_URL`, default redis://127.0.0.1:6379, in a namespace of its own).
     pub async fn start_with(extra: &[&str]) -> Self {
-        let args = server_args(extra);
+        let mut args = server_args(extra);
+        args.extend(store_flags(extra));
         let config = switchboard::config::ServeConfig::from_args(&args)
             .unwrap_or_else(|error| panic!("bad test flags {args:?}: {error}"));
         let server = switchboard::server::start(config)

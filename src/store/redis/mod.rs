@@ -1,0 +1,620 @@
+//! The production store's live half: every decision is one Lua script (`lua/`) run atomically in
+//! Redis, so any number of replicas behave as one. This module passes arguments in, maps the
+//! scripts' JSON replies and error codes to the domain, and guards Redis with a circuit breaker.
+//! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
+
+mod feed;
+pub mod scripts;
+pub mod wire;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
+use redis::Script;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tracing::warn;
+
+use crate::domain::performance::{PerformanceRecord, PerformanceSummary};
+use crate::domain::policy::RoutingPolicy;
+use crate::domain::specialist::{Availability, Registration, Specialist};
+use crate::domain::subtask::{
+    AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, WatchEvent,
+    WatchEventKind,
+};
+use crate::store::breaker::{BreakerConfig, CircuitBreaker};
+use crate::store::clock::Clock;
+use crate::store::{
+    AvailabilityCounts, ExpirySummary, Feed, Page, PageRequest, QueuePage, QueuePosition,
+    QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
+};
+
+use feed::FeedHub;
+use scripts::Scripts;
+use wire::{
+    availability_str, lenient_list, policy_json, spec_from_json, spec_json, EventWire,
+    SpecialistWire, ViewWire,
+};
+
+/// Lapsed specialists handled per expire script call.
+const EXPIRY_BATCH: usize = 500;
+
+#[derive(Debug, Clone)]
+pub struct RedisStoreConfig {
+    pub url: String,
+    /// Every key is `sb:{<namespace>}:...`: one hash tag per deployment (see lua/README.md).
+    pub namespace: String,
+    pub pool_size: usize,
+    /// Longest a single script call may take before it counts as a Redis failure.
+    pub command_timeout: Duration,
+    pub breaker: BreakerConfig,
+    /// Append every change to the outbox stream (on when a Postgres relay reads it).
+    pub outbox: bool,
+    /// Outbox entries not yet written to Postgres beyond which new subtasks are refused.
+    pub outbox_bound: u64,
+}
+
+impl RedisStoreConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            namespace: "switchboard".into(),
+            pool_size: 32,
+            command_timeout: Duration::from_secs(2),
+            breaker: BreakerConfig::default(),
+            outbox: false,
+            outbox_bound: 1_000_000,
+        }
+    }
+
+    pub fn key_prefix(&self) -> String {
+        format!("sb:{{{}}}:", self.namespace)
+    }
+}
+
+pub struct RedisStore {
+    pool: Pool,
+    scripts: Scripts,
+    meta_key: String,
+    prefix: String,
+    policy_json: String,
+    clock: Option<Arc<dyn Clock>>,
+    breaker: CircuitBreaker,
+    command_timeout: Duration,
+    feeds: FeedHub,
+}
+
+impl RedisStore {
+    pub fn connect(config: &RedisStoreConfig, policy: &RoutingPolicy) -> StoreResult<Self> {
+        Self::connect_with_clock(config, policy, None)
+    }
+
+    /// `clock`: None reads Redis `TIME`; Some pins every script to this clock (tests comparing
+    /// stores step by step).
+    pub fn connect_with_clock(
+        config: &RedisStoreConfig,
+        policy: &RoutingPolicy,
+        clock: Option<Arc<dyn Clock>>,
+    ) -> StoreResult<Self> {
+        let mut pool_config = PoolConfig::from_url(config.url.clone());
+        pool_config.pool = Some(deadpool_redis::PoolConfig::new(config.pool_size));
+        let pool = pool_config
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
+        let prefix = config.key_prefix();
+        let feeds = FeedHub::start(client, format!("{prefix}watch"));
+        Ok(Self {
+            pool,
+            scripts: Scripts::new(),
+            meta_key: format!("{prefix}meta"),
+            prefix,
+            policy_json: policy_json(policy, config.outbox, config.outbox_bound),
+            clock,
+            breaker: CircuitBreaker::new("redis", config.breaker),
+            command_timeout: config.command_timeout,
+            feeds,
+        })
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Whether the Redis circuit breaker is open right now.
+    pub fn breaker_open(&self) -> bool {
+        self.breaker.is_open()
+    }
+
+    /// Runs one script and decodes its reply, or maps its error code.
+    async fn call<T: DeserializeOwned>(&self, script: &Script, args: Value) -> StoreResult<T> {
+        self.breaker.check().map_err(StoreError::Unavailable)?;
+        let now = self
+            .clock
+            .as_ref()
+            .map_or_else(String::new, |clock| clock.now_ms().to_string());
+        let invocation = async {
+            let mut connection = self.pool.get().await.map_err(|error| error.to_string())?;
+            script
+                .key(&self.meta_key)
+                .arg(&self.policy_json)
+                .arg(now)
+                .arg(args.to_string())
+                .invoke_async::<String>(&mut connection)
+                .await
+                .map_err(|error| {
+                    if error.is_io_error()
+                        || error.is_connection_dropped()
+                        || error.is_connection_refusal()
+                        || error.is_timeout()
+                    {
+                        error.to_string()
+                    } else {
+                        format!("script: {error}")
+                    }
+                })
+        };
+        let reply = match tokio::time::timeout(self.command_timeout, invocation).await {
+            Ok(Ok(reply)) => {
+                self.breaker.record_success();
+                reply
+            }
+            Ok(Err(message)) if message.starts_with("script: ") => {
+                self.breaker.record_success();
+                warn!(%message, "redis script failed");
+                return Err(StoreError::Internal(message));
+            }
+            Ok(Err(message)) => {
+                self.breaker.record_failure();
+                return Err(StoreError::Unavailable(format!(
+                    "redis unavailable: {message}"
+                )));
+            }
+            Err(_) => {
+                self.breaker.record_failure();
+                return Err(StoreError::Unavailable(format!(
+                    "redis unavailable: no reply within {} ms",
+                    self.command_timeout.as_millis()
+                )));
+            }
+        };
+        let value: Value = serde_json::from_str(&reply)
+            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))?;
+        if let Some(code) = value.get("err").and_then(Value::as_i64) {
+            let message = value.get("msg").and_then(Value::as_str).unwrap_or_default();
+            return Err(script_error(code, message));
+        }
+        serde_json::from_value(value)
+            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))
+    }
+}
+
+/// The one mapping of script error codes (see lua/includes/lib.lua) to store errors.
+fn script_error(code: i64, message: &str) -> StoreError {
+    let id_of = |kind: &str| {
+        message
+            .strip_prefix(kind)
+            .and_then(|rest| rest.strip_suffix(" not found"))
+            .unwrap_or(message)
+            .to_string()
+    };
+    match code {
+        1 => StoreError::specialist_not_found(&id_of("specialist ")),
+        2 => StoreError::subtask_not_found(&id_of("subtask ")),
+        3 => StoreError::FailedPrecondition(message.to_string()),
+        4 => StoreError::AlreadyExists(message.to_string()),
+        5 => StoreError::ResourceExhausted(message.to_string()),
+        6 => match message.split_once(": ") {
+            Some((field, text)) => StoreError::invalid(field, text),
+            None => StoreError::invalid("request", message),
+        },
+        _ => StoreError::Internal(format!("script error {code}: {message}")),
+    }
+}
+
+#[derive(Deserialize)]
+struct SpecialistReply {
+    specialist: SpecialistWire,
+}
+
+#[derive(Deserialize)]
+struct RegisteredReply {
+    specialist: SpecialistWire,
+    created: bool,
+}
+
+#[derive(Deserialize)]
+struct ViewReply {
+    view: ViewWire,
+}
+
+#[derive(Deserialize)]
+struct HeldReply {
+    #[serde(deserialize_with = "lenient_list")]
+    held: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct ListReply {
+    #[serde(deserialize_with = "lenient_list")]
+    items: Vec<SpecialistWire>,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct AssignmentReply {
+    view: ViewWire,
+    spec: String,
+    created_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct PositionReply {
+    routed_type: String,
+    position: u64,
+    depth: u64,
+}
+
+#[derive(Deserialize)]
+struct QueueEntryWire {
+    subtask_id: String,
+    position: u64,
+    priority: i32,
+    attempt: u32,
+    #[serde(deserialize_with = "lenient_list")]
+    required_capabilities: Vec<String>,
+    enqueued_at_ms: i64,
+}
+
+#[derive(Deserialize)]
+struct QueueReply {
+    #[serde(deserialize_with = "lenient_list")]
+    entries: Vec<QueueEntryWire>,
+    depth: u64,
+    next_page_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TypeStatsWire {
+    specialist_type: String,
+    depth: u64,
+    oldest_wait_ms: i64,
+    specialists: AvailabilityCounts,
+    active_assignments: u64,
+    blocked: u64,
+    free_capacity: u64,
+}
+
+#[derive(Deserialize)]
+struct StatsReply {
+    #[serde(deserialize_with = "lenient_list")]
+    types: Vec<TypeStatsWire>,
+}
+
+#[derive(Deserialize)]
+struct PerformanceReply {
+    completed: u64,
+    succeeded: u64,
+    quality_sum: String,
+    time_sum: String,
+    recent: String,
+}
+
+#[derive(Deserialize)]
+struct ExpiryReply {
+    #[serde(deserialize_with = "lenient_list")]
+    expired: Vec<String>,
+    requeued: usize,
+    failed: usize,
+    more: bool,
+}
+
+#[derive(Deserialize)]
+struct InFlightReply {
+    #[serde(deserialize_with = "lenient_list")]
+    events: Vec<EventWire>,
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn register(&self, registration: Registration) -> StoreResult<Registered> {
+        let labels = serde_json::to_string(&registration.labels)
+            .map_err(|error| StoreError::Internal(error.to_string()))?;
+        let reply: RegisteredReply = self
+            .call(
+                &self.scripts.register,
+                json!({
+                    "specialist_id": registration.specialist_id,
+                    "specialist_type": registration.specialist_type,
+                    "capabilities": registration.capabilities,
+                    "max_concurrency": registration.max_concurrency,
+                    "labels": labels,
+                    "availability": availability_str(registration.availability),
+                }),
+            )
+            .await?;
+        Ok(Registered {
+            specialist: reply.specialist.into_domain()?,
+            created: reply.created,
+        })
+    }
+
+    async fn heartbeat(
+        &self,
+        specialist_id: &str,
+        availability: Option<Availability>,
+    ) -> StoreResult<Specialist> {
+        let reply: SpecialistReply = self
+            .call(
+                &self.scripts.heartbeat,
+                json!({
+                    "specialist_id": specialist_id,
+                    "availability": availability.map(availability_str),
+                }),
+            )
+            .await?;
+        reply.specialist.into_domain()
+    }
+
+    async fn deregister(&self, specialist_id: &str) -> StoreResult<Vec<String>> {
+        let reply: HeldReply = self
+            .call(
+                &self.scripts.deregister,
+                json!({ "specialist_id": specialist_id }),
+            )
+            .await?;
+        Ok(reply.held)
+    }
+
+    async fn get_specialist(&self, specialist_id: &str) -> StoreResult<Specialist> {
+        let reply: SpecialistReply = self
+            .call(
+                &self.scripts.get_specialist,
+                json!({ "specialist_id": specialist_id }),
+            )
+            .await?;
+        reply.specialist.into_domain()
+    }
+
+    async fn list_specialists(
+        &self,
+        specialist_type: Option<&str>,
+        page: PageRequest,
+    ) -> StoreResult<Page<Specialist>> {
+        let reply: ListReply = self
+            .call(
+                &self.scripts.list_specialists,
+                json!({
+                    "specialist_type": specialist_type,
+                    "size": page.size,
+                    "token": page.token,
+                }),
+            )
+            .await?;
+        Ok(Page {
+            items: reply
+                .items
+                .into_iter()
+                .map(SpecialistWire::into_domain)
+                .collect::<StoreResult<_>>()?,
+            next_page_token: reply.next_page_token,
+        })
+    }
+
+    async fn assign(&self, spec: SubtaskSpec) -> StoreResult<AssignmentView> {
+        let reply: ViewReply = self
+            .call(
+                &self.scripts.assign,
+                json!({
+                    "subtask_id": spec.subtask_id,
+                    "specialist_type": spec.specialist_type,
+                    "required_capabilities": spec.required_capabilities,
+                    "priority": spec.priority,
+                    "require_all_capabilities": spec.require_all_capabilities,
+                    "depends_on": spec.depends_on,
+                    "spec": spec_json(&spec),
+                }),
+            )
+            .await?;
+        reply.view.into_domain()
+    }
+
+    async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {
+        let reply: AssignmentReply = self
+            .call(
+                &self.scripts.get_assignment,
+                json!({ "subtask_id": subtask_id }),
+            )
+            .await?;
+        Ok((
+            reply.view.into_domain()?,
+            Subtask {
+                spec: spec_from_json(&reply.spec)?,
+                created_at_ms: reply.created_at_ms,
+            },
+        ))
+    }
+
+    async fn release(&self, request: ReleaseRequest) -> StoreResult<AssignmentView> {
+        let reply: ViewReply = self
+            .call(
+                &self.scripts.release,
+                json!({
+                    "subtask_id": request.subtask_id,
+                    "specialist_id": request.specialist_id,
+                    "epoch": request.epoch,
+                    "reason": request.reason,
+                }),
+            )
+            .await?;
+        reply.view.into_domain()
+    }
+
+    async fn cancel(&self, subtask_id: &str, reason: &str) -> StoreResult<AssignmentView> {
+        let reply: ViewReply = self
+            .call(
+                &self.scripts.cancel,
+                json!({ "subtask_id": subtask_id, "reason": reason }),
+            )
+            .await?;
+        reply.view.into_domain()
+    }
+
+    async fn report_completion(&self, report: CompletionReport) -> StoreResult<AssignmentView> {
+        let reply: ViewReply = self
+            .call(
+                &self.scripts.complete,
+                json!({
+                    "subtask_id": report.subtask_id,
+                    "specialist_id": report.specialist_id,
+                    "epoch": report.epoch,
+                    "success": report.success,
+                    "completion_time_ms": report.completion_time_ms,
+                    "quality_score": report.quality_score,
+                    "detail": report.detail,
+                }),
+            )
+            .await?;
+        reply.view.into_domain()
+    }
+
+    async fn queue_position(&self, subtask_id: &str) -> StoreResult<QueuePosition> {
+        let reply: PositionReply = self
+            .call(
+                &self.scripts.queue_position,
+                json!({ "subtask_id": subtask_id }),
+            )
+            .await?;
+        Ok(QueuePosition {
+            subtask_id: subtask_id.to_string(),
+            routed_type: reply.routed_type,
+            position: reply.position,
+            depth: reply.depth,
+        })
+    }
+
+    async fn list_queue(&self, specialist_type: &str, page: PageRequest) -> StoreResult<QueuePage> {
+        let reply: QueueReply = self
+            .call(
+                &self.scripts.list_queue,
+                json!({
+                    "specialist_type": specialist_type,
+                    "size": page.size,
+                    "token": page.token,
+                }),
+            )
+            .await?;
+        Ok(QueuePage {
+            entries: reply
+                .entries
+                .into_iter()
+                .map(|entry| QueuedEntry {
+                    subtask_id: entry.subtask_id,
+                    position: entry.position,
+                    priority: entry.priority,
+                    attempt: entry.attempt,
+                    required_capabilities: entry.required_capabilities,
+                    enqueued_at_ms: entry.enqueued_at_ms,
+                })
+                .collect(),
+            depth: reply.depth,
+            next_page_token: reply.next_page_token,
+        })
+    }
+
+    async fn queue_stats(&self, specialist_type: Option<&str>) -> StoreResult<Vec<TypeStats>> {
+        let reply: StatsReply = self
+            .call(
+                &self.scripts.queue_stats,
+                json!({ "specialist_type": specialist_type }),
+            )
+            .await?;
+        Ok(reply
+            .types
+            .into_iter()
+            .map(|stats| TypeStats {
+                specialist_type: stats.specialist_type,
+                depth: stats.depth,
+                oldest_wait_ms: stats.oldest_wait_ms,
+                specialists: stats.specialists,
+                active_assignments: stats.active_assignments,
+                blocked: stats.blocked,
+                free_capacity: stats.free_capacity,
+            })
+            .collect())
+    }
+
+    async fn performance(&self, specialist_id: &str) -> StoreResult<PerformanceSummary> {
+        let reply: PerformanceReply = self
+            .call(
+                &self.scripts.performance,
+                json!({ "specialist_id": specialist_id }),
+            )
+            .await?;
+        let record = PerformanceRecord {
+            completed: reply.completed,
+            succeeded: reply.succeeded,
+            quality_sum: wire::float(&reply.quality_sum)?,
+            completion_time_ms_sum: wire::float(&reply.time_sum)?,
+            recent: reply
+                .recent
+                .chars()
+                .map(|outcome| outcome == '1')
+                .collect::<VecDeque<bool>>(),
+        };
+        Ok(record.summary())
+    }
+
+    async fn expire_leases(&self) -> StoreResult<ExpirySummary> {
+        let mut summary = ExpirySummary::default();
+        loop {
+            let reply: ExpiryReply = self
+                .call(&self.scripts.expire, json!({ "limit": EXPIRY_BATCH }))
+                .await?;
+            summary.expired_specialists.extend(reply.expired);
+            summary.requeued_subtasks += reply.requeued;
+            summary.failed_subtasks += reply.failed;
+            if !reply.more {
+                return Ok(summary);
+            }
+        }
+    }
+
+    async fn subscribe(&self, specialist_id: &str) -> StoreResult<Feed> {
+        if !self.feeds.ready(self.command_timeout).await {
+            return Err(StoreError::Unavailable(
+                "redis unavailable: the watch channel is not connected".into(),
+            ));
+        }
+        let feed = self.feeds.subscribe(specialist_id);
+        self.get_specialist(specialist_id).await?;
+        Ok(feed)
+    }
+
+    async fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>> {
+        let reply: InFlightReply = self
+            .call(
+                &self.scripts.in_flight,
+                json!({ "specialist_id": specialist_id }),
+            )
+            .await?;
+        reply
+            .events
+            .into_iter()
+            .map(|event| event.into_domain(WatchEventKind::Assigned))
+            .collect()
+    }
+}

@@ -1,0 +1,65 @@
+//! The Lua scripts of `lua/`, each prepended with the shared helpers and run by EVALSHA. The redis
+//! crate's `Script` falls back to EVAL (which loads the script) on NOSCRIPT, so a Redis restart or
+//! SCRIPT FLUSH never reaches a caller.
+
+use redis::Script;
+
+const LIB: &str = include_str!("../../../lua/includes/lib.lua");
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(&format!(
+            "{LIB}\n{}",
+            include_str!(concat!("../../../lua/", $file))
+        ))
+    };
+}
+
+/// One compiled script per command.
+pub struct Scripts {
+    pub register: Script,
+    pub heartbeat: Script,
+    pub deregister: Script,
+    pub assign: Script,
+    pub release: Script,
+    pub complete: Script,
+    pub cancel: Script,
+    pub expire: Script,
+    pub get_specialist: Script,
+    pub list_specialists: Script,
+    pub get_assignment: Script,
+    pub queue_position: Script,
+    pub list_queue: Script,
+    pub queue_stats: Script,
+    pub performance: Script,
+    pub in_flight: Script,
+}
+
+impl Scripts {
+    pub fn new() -> Self {
+        Self {
+            register: script!("register.lua"),
+            heartbeat: script!("heartbeat.lua"),
+            deregister: script!("deregister.lua"),
+            assign: script!("assign.lua"),
+            release: script!("release.lua"),
+            complete: script!("complete.lua"),
+            cancel: script!("cancel.lua"),
+            expire: script!("expire.lua"),
+            get_specialist: script!("get_specialist.lua"),
+            list_specialists: script!("list_specialists.lua"),
+            get_assignment: script!("get_assignment.lua"),
+            queue_position: script!("queue_position.lua"),
+            list_queue: script!("list_queue.lua"),
+            queue_stats: script!("queue_stats.lua"),
+            performance: script!("performance.lua"),
+            in_flight: script!("in_flight.lua"),
+        }
+    }
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Self::new()
+    }
+}

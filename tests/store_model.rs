@@ -1,0 +1,382 @@
+//! Model-based property test: random sequences of register / heartbeat / deregister / assign /
+//! report / release / cancel / lease expiry go to the embedded store (the reference) and to the
+//! Redis store (shared Redis, a namespace per case) with one pinned clock. After every step the
+//! results must be equal, and so must what can be read: every subtask's assignment, both queues,
+//! the queue statistics and every specialist's in-flight work. Epochs, scores (bit for bit),
+//! queue positions and error messages included.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use switchboard::domain::policy::RoutingPolicy;
+use switchboard::domain::specialist::{Availability, Registration};
+use switchboard::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec};
+use switchboard::store::clock::Clock;
+use switchboard::store::memory::MemoryStore;
+use switchboard::store::redis::{RedisStore, RedisStoreConfig};
+use switchboard::store::{PageRequest, Store};
+
+const TYPES: [&str; 2] = ["general", "backend"];
+const CAPABILITIES: [&str; 3] = ["a", "b", "c"];
+const SPECIALISTS: usize = 4;
+const SUBTASKS: usize = 10;
+const AVAILABILITIES: [Availability; 5] = [
+    Availability::Online,
+    Availability::Idle,
+    Availability::Busy,
+    Availability::Away,
+    Availability::Offline,
+];
+
+struct PinnedClock(AtomicI64);
+
+impl Clock for PinnedClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Register {
+        specialist: Option<usize>,
+        type_index: usize,
+        caps: u8,
+        max: u32,
+        availability: usize,
+    },
+    Heartbeat {
+        specialist: usize,
+        availability: Option<usize>,
+    },
+    Deregister {
+        specialist: usize,
+    },
+    Assign {
+        subtask: usize,
+        type_index: usize,
+        caps: u8,
+        priority: i32,
+        depends: u8,
+        require_all: bool,
+    },
+    Report {
+        subtask: usize,
+        success: bool,
+        stale: bool,
+    },
+    Release {
+        subtask: usize,
+        stale: bool,
+    },
+    Cancel {
+        subtask: usize,
+    },
+    Tick {
+        millis: i64,
+    },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (proptest::option::weighted(0.9, 0..SPECIALISTS), 0..2usize, 0..8u8, 0..4u32, 0..5usize)
+            .prop_map(|(specialist, type_index, caps, max, availability)| Op::Register {
+                specialist, type_index, caps, max, availability
+            }),
+        2 => (0..SPECIALISTS, proptest::option::of(0..5usize))
+            .prop_map(|(specialist, availability)| Op::Heartbeat { specialist, availability }),
+        1 => (0..SPECIALISTS).prop_map(|specialist| Op::Deregister { specialist }),
+        6 => (0..SUBTASKS, 0..2usize, 0..8u8, -1..=1i32, proptest::option::weighted(0.3, 0..16u8), any::<bool>())
+            .prop_map(|(subtask, type_index, caps, priority, depends, require_all)| Op::Assign {
+                subtask, type_index, caps, priority, depends: depends.unwrap_or(0), require_all
+            }),
+        4 => (0..SUBTASKS, any::<bool>(), proptest::bool::weighted(0.1))
+            .prop_map(|(subtask, success, stale)| Op::Report { subtask, success, stale }),
+        2 => (0..SUBTASKS, proptest::bool::weighted(0.1))
+            .prop_map(|(subtask, stale)| Op::Release { subtask, stale }),
+        1 => (0..SUBTASKS).prop_map(|subtask| Op::Cancel { subtask }),
+        2 => (0..1_500i64).prop_map(|millis| Op::Tick { millis }),
+    ]
+}
+
+fn capabilities(mask: u8) -> Vec<String> {
+    CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .map(|(_, name)| name.to_string())
+        .collect()
+}
+
+fn specialist_id(index: usize) -> String {
+    format!("s{index}")
+}
+
+fn subtask_id(index: usize) -> String {
+    format!("t{index:02}")
+}
+
+fn policy() -> RoutingPolicy {
+    RoutingPolicy {
+        specialist_types: TYPES.map(String::from).to_vec(),
+        fallback_type: Some("general".into()),
+        default_max_concurrency: 2,
+        lease_ttl_ms: 1_000,
+        ..RoutingPolicy::default()
+    }
+}
+
+struct Pair {
+    reference: MemoryStore,
+    redis: RedisStore,
+    clock: Arc<PinnedClock>,
+}
+
+fn same<T: PartialEq + Debug>(step: usize, what: &str, reference: T, redis: T) {
+    assert_eq!(
+        reference, redis,
+        "step {step}: {what} differs (left: embedded, right: redis)"
+    );
+}
+
+impl Pair {
+    fn new() -> Self {
+        let clock = Arc::new(PinnedClock(AtomicI64::new(1_800_000_000_000)));
+        let mut config = RedisStoreConfig::new(support::test_redis_url());
+        config.namespace = support::unique_namespace("model");
+        config.pool_size = 2;
+        let redis = RedisStore::connect_with_clock(
+            &config,
+            &policy(),
+            Some(clock.clone() as Arc<dyn Clock>),
+        )
+        .expect("redis store");
+        Self {
+            reference: MemoryStore::with_clock(policy(), clock.clone()),
+            redis,
+            clock,
+        }
+    }
+
+    async fn apply(&self, step: usize, op: &Op) {
+        macro_rules! both {
+            ($what:expr, |$store:ident| $call:expr) => {{
+                let reference = {
+                    let $store: &dyn Store = &self.reference;
+                    $call.await
+                };
+                let redis = {
+                    let $store: &dyn Store = &self.redis;
+                    $call.await
+                };
+                same(step, $what, reference, redis);
+            }};
+        }
+        match op.clone() {
+            Op::Register {
+                specialist,
+                type_index,
+                caps,
+                max,
+                availability,
+            } => {
+                let registration = Registration {
+                    specialist_id: specialist.map(specialist_id),
+                    specialist_type: TYPES[type_index].to_string(),
+                    capabilities: capabilities(caps),
+                    max_concurrency: (max > 0).then_some(max),
+                    labels: BTreeMap::from([("zone".to_string(), format!("z{max}"))]),
+                    availability: AVAILABILITIES[availability],
+                };
+                both!("register", |store| store.register(registration.clone()));
+            }
+            Op::Heartbeat {
+                specialist,
+                availability,
+            } => {
+                let availability = availability.map(|index| AVAILABILITIES[index]);
+                both!("heartbeat", |store| store
+                    .heartbeat(&specialist_id(specialist), availability));
+            }
+            Op::Deregister { specialist } => {
+                both!("deregister", |store| store
+                    .deregister(&specialist_id(specialist)));
+            }
+            Op::Assign {
+                subtask,
+                type_index,
+                caps,
+                priority,
+                depends,
+                require_all,
+            } => {
+                let depends_on: Vec<String> = (0..4)
+                    .filter(|bit| depends & (1 << bit) != 0 && *bit != subtask)
+                    .map(subtask_id)
+                    .collect();
+                let spec = SubtaskSpec {
+                    subtask_id: subtask_id(subtask),
+                    specialist_type: TYPES[type_index].to_string(),
+                    required_capabilities: capabilities(caps),
+                    priority,
+                    parent_id: None,
+                    depends_on,
+                    payload: vec![subtask as u8, 0xff, 0],
+                    require_all_capabilities: require_all,
+                };
+                both!("assign", |store| store.assign(spec.clone()));
+            }
+            Op::Report {
+                subtask,
+                success,
+                stale,
+            } => {
+                let (specialist, epoch) = self.holder(subtask, stale).await;
+                let report = CompletionReport {
+                    subtask_id: subtask_id(subtask),
+                    specialist_id: specialist,
+                    epoch,
+                    success,
+                    completion_time_ms: 40 + subtask as u64,
+                    quality_score: 0.1 * subtask as f64,
+                    detail: String::new(),
+                };
+                both!("report", |store| store.report_completion(report.clone()));
+            }
+            Op::Release { subtask, stale } => {
+                let (specialist, epoch) = self.holder(subtask, stale).await;
+                let request = ReleaseRequest {
+                    subtask_id: subtask_id(subtask),
+                    specialist_id: specialist,
+                    epoch,
+                    reason: "busy".into(),
+                };
+                both!("release", |store| store.release(request.clone()));
+            }
+            Op::Cancel { subtask } => {
+                both!("cancel", |store| store.cancel(&subtask_id(subtask), "stop"));
+            }
+            Op::Tick { millis } => {
+                self.clock.0.fetch_add(millis, Ordering::SeqCst);
+                both!("expire_leases", |store| store.expire_leases());
+            }
+        }
+    }
+
+    /// The current holder and epoch per the reference (or a stale epoch / someone else).
+    async fn holder(&self, subtask: usize, stale: bool) -> (String, u64) {
+        match self.reference.get_assignment(&subtask_id(subtask)).await {
+            Ok((view, _)) => match view.holder {
+                Some(holder) if !stale => (holder.specialist_id, holder.epoch),
+                Some(holder) => (holder.specialist_id, holder.epoch + 1),
+                None => (specialist_id(0), 1),
+            },
+            Err(_) => (specialist_id(0), 1),
+        }
+    }
+
+    async fn compare_reads(&self, step: usize) {
+        let reference: &dyn Store = &self.reference;
+        let redis: &dyn Store = &self.redis;
+        for index in 0..SUBTASKS {
+            let id = subtask_id(index);
+            same(
+                step,
+                &format!("get_assignment {id}"),
+                reference.get_assignment(&id).await,
+                redis.get_assignment(&id).await,
+            );
+            same(
+                step,
+                &format!("queue_position {id}"),
+                reference.queue_position(&id).await,
+                redis.queue_position(&id).await,
+            );
+        }
+        for specialist_type in TYPES {
+            let page = || PageRequest {
+                size: 100,
+                token: None,
+            };
+            let left = reference
+                .list_queue(specialist_type, page())
+                .await
+                .map(|page| (page.entries, page.depth));
+            let right = redis
+                .list_queue(specialist_type, page())
+                .await
+                .map(|page| (page.entries, page.depth));
+            same(step, &format!("list_queue {specialist_type}"), left, right);
+        }
+        same(
+            step,
+            "queue_stats",
+            reference.queue_stats(None).await,
+            redis.queue_stats(None).await,
+        );
+        for index in 0..SPECIALISTS {
+            let id = specialist_id(index);
+            same(
+                step,
+                &format!("get_specialist {id}"),
+                reference.get_specialist(&id).await,
+                redis.get_specialist(&id).await,
+            );
+            same(
+                step,
+                &format!("in_flight {id}"),
+                reference.in_flight(&id).await,
+                redis.in_flight(&id).await,
+            );
+            same(
+                step,
+                &format!("performance {id}"),
+                reference.performance(&id).await,
+                redis.performance(&id).await,
+            );
+        }
+        let page = || PageRequest {
+            size: 100,
+            token: None,
+        };
+        same(
+            step,
+            "list_specialists",
+            reference.list_specialists(None, page()).await,
+            redis.list_specialists(None, page()).await,
+        );
+    }
+}
+
+fn cases() -> u32 {
+    std::env::var("SWITCHBOARD_MODEL_CASES")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(48)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: cases(),
+        max_shrink_iters: 200,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn redis_store_agrees_with_the_embedded_store(ops in proptest::collection::vec(op(), 1..60)) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let pair = Pair::new();
+            for (step, op) in ops.iter().enumerate() {
+                pair.apply(step, op).await;
+                pair.compare_reads(step).await;
+            }
+        });
+    }
+}
