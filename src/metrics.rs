@@ -10,6 +10,11 @@ pub const ACTIVE_ASSIGNMENTS: &str = "switchboard_active_assignments";
 pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
 pub const GRPC_REQUESTS: &str = "switchboard_grpc_requests_total";
 pub const LEASES_EXPIRED: &str = "switchboard_leases_expired_total";
+pub const OUTBOX_RELAYED: &str = "switchboard_outbox_relayed_total";
+pub const OUTBOX_WRITE_FAILURES: &str = "switchboard_outbox_write_failures_total";
+pub const OUTBOX_BACKLOG: &str = "switchboard_outbox_backlog";
+pub const PENDING_ACCEPTED: &str = "switchboard_pending_accepted_total";
+pub const PENDING_MOVED: &str = "switchboard_pending_moved_total";
 
 /// Buckets of the Assign latency histogram, in seconds.
 pub const ASSIGN_DURATION_BUCKETS: &[f64] = &[

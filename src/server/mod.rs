@@ -3,6 +3,7 @@
 mod background;
 pub mod call_layer;
 mod metrics_http;
+mod production;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -34,7 +35,6 @@ use crate::pb::performance_service_server::PerformanceServiceServer;
 use crate::pb::queue_service_server::QueueServiceServer;
 use crate::pb::register_service_server::RegisterServiceServer;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::RedisStore;
 use crate::store::Store;
 
 use call_layer::CallLayer;
@@ -67,6 +67,11 @@ impl RunningServer {
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Cancelled when the server shuts down: background work tied to it stops then.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.shutdown.clone()
     }
 
     /// Health NOT_SERVING, watch streams end, calls in progress finish (up to the grace period).
@@ -104,13 +109,10 @@ impl RunningServer {
 /// Starts a server on the store the configuration selects: Redis (+ Postgres) or embedded.
 pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     let policy = config.routing_policy()?;
-    let store: Arc<dyn Store> = match config.redis_store_config() {
-        Some(redis_config) => Arc::new(
-            RedisStore::connect(&redis_config, &policy).context("configuring the redis store")?,
-        ),
-        None => Arc::new(MemoryStore::new(policy)),
-    };
-    start_with_store(config, store).await
+    match config.redis_store_config() {
+        Some(redis_config) => production::start(config, redis_config, policy).await,
+        None => start_with_store(config, Arc::new(MemoryStore::new(policy))).await,
+    }
 }
 
 /// Starts a server on the given store.

@@ -4,6 +4,9 @@
 //! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
 
 mod feed;
+pub mod outbox;
+pub mod pending;
+pub mod relay;
 pub mod scripts;
 pub mod wire;
 
@@ -34,6 +37,7 @@ use crate::store::{
 };
 
 use feed::FeedHub;
+use pending::PendingStore;
 use scripts::Scripts;
 use wire::{
     availability_str, lenient_list, policy_json, spec_from_json, spec_json, EventWire,
@@ -86,6 +90,8 @@ pub struct RedisStore {
     breaker: CircuitBreaker,
     command_timeout: Duration,
     feeds: FeedHub,
+    /// Where Assign puts subtasks while Redis is unreachable (with Postgres configured).
+    pending: Option<PendingStore>,
 }
 
 impl RedisStore {
@@ -119,7 +125,57 @@ impl RedisStore {
             breaker: CircuitBreaker::new("redis", config.breaker),
             command_timeout: config.command_timeout,
             feeds,
+            pending: None,
         })
+    }
+
+    /// Accept subtasks into Postgres while Redis is unreachable (see pending.rs).
+    pub fn with_pending(mut self, pending: PendingStore) -> Self {
+        self.pending = Some(pending);
+        self
+    }
+
+    /// Moves subtasks accepted while Redis was down into Redis, oldest first. Returns how many
+    /// moved; stops at the first Redis failure (they stay pending).
+    pub async fn move_pending(&self) -> StoreResult<usize> {
+        let Some(pending) = &self.pending else {
+            return Ok(0);
+        };
+        let mut moved = 0;
+        for spec in pending.oldest(100).await? {
+            match self.assign_in_redis(&spec).await {
+                Ok(_) => {}
+                Err(StoreError::AlreadyExists(message)) => {
+                    warn!(subtask_id = %spec.subtask_id, %message, "pending subtask conflicts with one redis has; redis keeps its own");
+                }
+                Err(StoreError::FailedPrecondition(message)) => {
+                    warn!(subtask_id = %spec.subtask_id, %message, "pending subtask refused by redis");
+                }
+                Err(error) => return Err(error),
+            }
+            pending.remove(&spec.subtask_id).await?;
+            moved += 1;
+        }
+        metrics::counter!(crate::metrics::PENDING_MOVED).increment(moved as u64);
+        Ok(moved)
+    }
+
+    async fn assign_in_redis(&self, spec: &SubtaskSpec) -> StoreResult<AssignmentView> {
+        let reply: ViewReply = self
+            .call(
+                &self.scripts.assign,
+                json!({
+                    "subtask_id": spec.subtask_id,
+                    "specialist_type": spec.specialist_type,
+                    "required_capabilities": spec.required_capabilities,
+                    "priority": spec.priority,
+                    "require_all_capabilities": spec.require_all_capabilities,
+                    "depends_on": spec.depends_on,
+                    "spec": spec_json(spec),
+                }),
+            )
+            .await?;
+        reply.view.into_domain()
     }
 
     pub fn key_prefix(&self) -> &str {
@@ -415,37 +471,48 @@ impl Store for RedisStore {
     }
 
     async fn assign(&self, spec: SubtaskSpec) -> StoreResult<AssignmentView> {
-        let reply: ViewReply = self
-            .call(
-                &self.scripts.assign,
-                json!({
-                    "subtask_id": spec.subtask_id,
-                    "specialist_type": spec.specialist_type,
-                    "required_capabilities": spec.required_capabilities,
-                    "priority": spec.priority,
-                    "require_all_capabilities": spec.require_all_capabilities,
-                    "depends_on": spec.depends_on,
-                    "spec": spec_json(&spec),
-                }),
-            )
-            .await?;
-        reply.view.into_domain()
+        match self.assign_in_redis(&spec).await {
+            Err(StoreError::Unavailable(redis_down)) => {
+                let Some(pending) = &self.pending else {
+                    return Err(StoreError::Unavailable(redis_down));
+                };
+                pending.accept(&spec).await.map_err(|error| match error {
+                    StoreError::Unavailable(postgres_down) => {
+                        StoreError::Unavailable(format!("{redis_down}; {postgres_down}"))
+                    }
+                    other => other,
+                })
+            }
+            result => result,
+        }
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {
-        let reply: AssignmentReply = self
+        let result: StoreResult<AssignmentReply> = self
             .call(
                 &self.scripts.get_assignment,
                 json!({ "subtask_id": subtask_id }),
             )
-            .await?;
-        Ok((
-            reply.view.into_domain()?,
-            Subtask {
-                spec: spec_from_json(&reply.spec)?,
-                created_at_ms: reply.created_at_ms,
-            },
-        ))
+            .await;
+        match result {
+            Ok(reply) => Ok((
+                reply.view.into_domain()?,
+                Subtask {
+                    spec: spec_from_json(&reply.spec)?,
+                    created_at_ms: reply.created_at_ms,
+                },
+            )),
+            Err(error @ (StoreError::Unavailable(_) | StoreError::NotFound { .. })) => {
+                let Some(pending) = &self.pending else {
+                    return Err(error);
+                };
+                match pending.get(subtask_id).await {
+                    Ok(Some(found)) => Ok(found),
+                    _ => Err(error),
+                }
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn release(&self, request: ReleaseRequest) -> StoreResult<AssignmentView> {

@@ -1,0 +1,84 @@
+//! Starting on the production store: Redis for live state; with Postgres, migrations at start, the
+//! outbox relay, and the mover of subtasks accepted while Redis was down.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, Instrument};
+
+use crate::config::ServeConfig;
+use crate::domain::policy::RoutingPolicy;
+use crate::store::postgres;
+use crate::store::redis::pending::PendingStore;
+use crate::store::redis::relay::{self, RelayConfig};
+use crate::store::redis::{RedisStore, RedisStoreConfig};
+
+use super::{start_with_store, RunningServer};
+
+/// Postgres connections per replica (relay, pending subtasks).
+const POSTGRES_POOL_SIZE: usize = 8;
+/// How often a replica looks for subtasks accepted while Redis was down.
+const PENDING_EVERY: Duration = Duration::from_millis(500);
+
+pub async fn start(
+    config: ServeConfig,
+    redis_config: RedisStoreConfig,
+    policy: RoutingPolicy,
+) -> anyhow::Result<RunningServer> {
+    let mut store =
+        RedisStore::connect(&redis_config, &policy).context("configuring the redis store")?;
+    let mut postgres_pool = None;
+    if let Some(database_url) = &config.database_url {
+        let mut client = postgres::connect(database_url)
+            .await
+            .context("connecting to --database-url")?;
+        let report = postgres::migrate(&mut client)
+            .await
+            .context("applying migrations")?;
+        info!(
+            applied = report.applied.len(),
+            already_applied = report.already_applied,
+            "postgres schema up to date"
+        );
+        let pool = postgres::pool(database_url, POSTGRES_POOL_SIZE)?;
+        store = store.with_pending(PendingStore::new(
+            pool.clone(),
+            redis_config.breaker,
+            redis_config.command_timeout,
+        ));
+        postgres_pool = Some(pool);
+    }
+    let store = Arc::new(store);
+    let running = start_with_store(config, store.clone()).await?;
+    if let Some(pool) = postgres_pool {
+        let client = redis::Client::open(redis_config.url.as_str())?;
+        let stop = running.stop_token();
+        tokio::spawn(
+            relay::run(
+                client,
+                pool,
+                RelayConfig::new(redis_config.key_prefix()),
+                stop.clone(),
+            )
+            .instrument(tracing::info_span!("outbox_relay")),
+        );
+        tokio::spawn(move_pending(store, stop).instrument(tracing::info_span!("pending_mover")));
+    }
+    Ok(running)
+}
+
+async fn move_pending(store: Arc<RedisStore>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PENDING_EVERY) => {}
+        }
+        match store.move_pending().await {
+            Ok(0) => {}
+            Ok(moved) => info!(moved, "pending subtasks moved into redis"),
+            Err(error) => debug!(%error, "pending subtasks stay in postgres for now"),
+        }
+    }
+}

@@ -1,0 +1,216 @@
+//! The production store end to end: Redis for live state, Postgres behind it through the outbox.
+//! History reaches Postgres; a Postgres outage does not stop assignment and its backlog drains
+//! with no row lost or doubled; with Redis unreachable Assign is accepted durably into Postgres and
+//! queued once Redis is back; with both down, UNAVAILABLE. Outages are made with TCP proxies in
+//! front of the shared servers, which are never touched.
+
+mod net;
+mod pg;
+mod support;
+
+use std::net::SocketAddr;
+
+use net::CuttableProxy;
+use pg::TestDb;
+use support::*;
+use tonic::Code;
+
+const REDIS_ADDR: &str = "127.0.0.1:6379";
+const POSTGRES_ADDR: &str = "127.0.0.1:5432";
+
+struct Deployment {
+    server: TestServer,
+    db: TestDb,
+}
+
+fn postgres_url_via(db: &TestDb, addr: SocketAddr) -> String {
+    db.url().replace(POSTGRES_ADDR, &addr.to_string())
+}
+
+async fn deployment(redis_url: &str, database_url: &str, db: TestDb, extra: &[&str]) -> Deployment {
+    let namespace = unique_namespace("pg");
+    let mut flags = vec![
+        "--redis-url",
+        redis_url,
+        "--redis-namespace",
+        &namespace,
+        "--database-url",
+        database_url,
+    ];
+    flags.extend_from_slice(extra);
+    let server = TestServer::start_with(&flags).await;
+    Deployment { server, db }
+}
+
+async fn count(db: &TestDb, sql: &str) -> i64 {
+    let client = db.client().await;
+    pg::count(&client, sql).await
+}
+
+async fn poll_count(db: &TestDb, what: &str, sql: &str, expected: i64) {
+    poll_until(what, EVENTUALLY, || async {
+        (count(db, sql).await == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn history_reaches_postgres() {
+    let db = TestDb::create().await;
+    let url = db.url();
+    let deployment = deployment(&test_redis_url(), &url, db, &[]).await;
+    let mut clients = deployment.server.clients.clone();
+    clients.register("hist-1", "backend", &["rust"]).await;
+    let first = clients.assign_simple("hist-a", "backend", &["rust"]).await;
+    assert_assigned_to(&first, "hist-1");
+    clients.report(&first, true).await;
+    let second = clients.assign_simple("hist-b", "backend", &["go"]).await;
+    assert_state(&second, AssignmentState::Queued);
+
+    let db = &deployment.db;
+    poll_count(db, "completed subtask row", "SELECT count(*) FROM subtasks WHERE subtask_id = 'hist-a' AND state = 'COMPLETED' AND specialist_id = 'hist-1'", 1).await;
+    poll_count(
+        db,
+        "queued subtask row",
+        "SELECT count(*) FROM subtasks WHERE subtask_id = 'hist-b' AND state = 'QUEUED'",
+        1,
+    )
+    .await;
+    poll_count(
+        db,
+        "performance report",
+        "SELECT count(*) FROM performance_reports WHERE subtask_id = 'hist-a' AND success",
+        1,
+    )
+    .await;
+    poll_count(db, "specialist row", "SELECT count(*) FROM specialists WHERE specialist_id = 'hist-1' AND specialist_type = 'backend' AND capabilities = ARRAY['rust']", 1).await;
+    let history = count(
+        db,
+        "SELECT count(*) FROM assignment_history WHERE subtask_id = 'hist-a'",
+    )
+    .await;
+    assert!(
+        history >= 2,
+        "created and finished are in the history, got {history} rows"
+    );
+}
+
+#[tokio::test]
+async fn postgres_outage_does_not_stop_assignment_and_history_catches_up() {
+    let db = TestDb::create().await;
+    let proxy = CuttableProxy::start(POSTGRES_ADDR.parse().unwrap()).await;
+    let url = postgres_url_via(&db, proxy.addr);
+    let deployment = deployment(&test_redis_url(), &url, db, &["--breaker-open-ms", "200"]).await;
+    let mut clients = deployment.server.clients.clone();
+    clients
+        .register_full("out-1", "backend", &["rust"], 100, Availability::Online)
+        .await;
+
+    proxy.cut();
+    const SUBTASKS: usize = 40;
+    for index in 0..SUBTASKS {
+        let assignment = clients
+            .assign_simple(&format!("out-{index:02}"), "backend", &["rust"])
+            .await;
+        assert_assigned_to(&assignment, "out-1");
+        clients.report(&assignment, index % 4 != 0).await;
+    }
+    proxy.restore();
+
+    let db = &deployment.db;
+    poll_count(db, "every subtask finished in postgres", "SELECT count(*) FROM subtasks WHERE subtask_id LIKE 'out-%' AND state IN ('COMPLETED', 'FAILED')", SUBTASKS as i64).await;
+    poll_count(
+        db,
+        "every report in postgres",
+        "SELECT count(*) FROM performance_reports WHERE subtask_id LIKE 'out-%'",
+        SUBTASKS as i64,
+    )
+    .await;
+    assert_eq!(
+        count(
+            db,
+            "SELECT count(*) FROM subtasks WHERE subtask_id LIKE 'out-%' AND state = 'FAILED'"
+        )
+        .await,
+        (SUBTASKS / 4) as i64,
+        "failures recorded as reported"
+    );
+    assert_eq!(
+        count(db, "SELECT count(*) FROM (SELECT subtask_id FROM performance_reports GROUP BY subtask_id HAVING count(*) > 1) doubled").await,
+        0,
+        "no report written twice"
+    );
+}
+
+#[tokio::test]
+async fn redis_outage_accepts_assign_into_postgres_and_queues_it_later() {
+    let db = TestDb::create().await;
+    let redis_proxy = CuttableProxy::start(REDIS_ADDR.parse().unwrap()).await;
+    let redis_url = format!("redis://{}", redis_proxy.addr);
+    let postgres_proxy = CuttableProxy::start(POSTGRES_ADDR.parse().unwrap()).await;
+    let url = postgres_url_via(&db, postgres_proxy.addr);
+    let deployment = deployment(
+        &redis_url,
+        &url,
+        db,
+        &["--breaker-open-ms", "200", "--store-timeout-ms", "500"],
+    )
+    .await;
+    let mut clients = deployment.server.clients.clone();
+    clients.register("down-1", "backend", &["rust"]).await;
+
+    redis_proxy.cut();
+    let accepted = clients.assign_simple("down-a", "backend", &["rust"]).await;
+    assert_state(&accepted, AssignmentState::Queued);
+    assert_eq!(accepted.queue_position, 0, "no made-up queue position");
+    assert!(
+        accepted.detail.contains("redis is unavailable"),
+        "{}",
+        accepted.detail
+    );
+    let again = clients.assign_simple("down-a", "backend", &["rust"]).await;
+    assert_state(&again, AssignmentState::Queued);
+    let mut changed = task("down-a", "backend", &["go"]);
+    changed.priority = 3;
+    assert_code(clients.try_assign(changed).await, Code::AlreadyExists);
+    assert_state(&clients.get("down-a").await, AssignmentState::Queued);
+    assert_eq!(
+        count(
+            &deployment.db,
+            "SELECT count(*) FROM pending_subtasks WHERE subtask_id = 'down-a'"
+        )
+        .await,
+        1
+    );
+
+    postgres_proxy.cut();
+    let refused = assert_code(
+        clients
+            .try_assign(task("down-b", "backend", &["rust"]))
+            .await,
+        Code::Unavailable,
+    );
+    assert!(
+        refused.message().contains("redis") && refused.message().contains("postgres"),
+        "names both stores: {}",
+        refused.message()
+    );
+    postgres_proxy.restore();
+    redis_proxy.restore();
+
+    let assigned = eventually_assignment(
+        &clients,
+        "down-a",
+        "pending subtask assigned once redis is back",
+        |assignment| state_of(assignment) == AssignmentState::Assigned,
+    )
+    .await;
+    assert_assigned_to(&assigned, "down-1");
+    poll_count(
+        &deployment.db,
+        "pending row removed",
+        "SELECT count(*) FROM pending_subtasks",
+        0,
+    )
+    .await;
+}
