@@ -28,12 +28,21 @@ fn postgres_url_via(db: &TestDb, addr: SocketAddr) -> String {
 }
 
 async fn deployment(redis_url: &str, database_url: &str, db: TestDb, extra: &[&str]) -> Deployment {
-    let namespace = unique_namespace("pg");
+    deployment_in(&unique_namespace("pg"), redis_url, database_url, db, extra).await
+}
+
+async fn deployment_in(
+    namespace: &str,
+    redis_url: &str,
+    database_url: &str,
+    db: TestDb,
+    extra: &[&str],
+) -> Deployment {
     let mut flags = vec![
         "--redis-url",
         redis_url,
         "--redis-namespace",
-        &namespace,
+        namespace,
         "--database-url",
         database_url,
     ];
@@ -213,4 +222,103 @@ async fn redis_outage_accepts_assign_into_postgres_and_queues_it_later() {
         0,
     )
     .await;
+}
+
+/// Deletes every key of one namespace (what FLUSHALL would do to a deployment of its own).
+async fn flush_namespace(namespace: &str) {
+    let client = redis::Client::open(test_redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let pattern = format!("sb:{{{namespace}}}:*");
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if !keys.is_empty() {
+            let _: () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test]
+async fn empty_redis_is_rebuilt_from_postgres() {
+    let db = TestDb::create().await;
+    let url = db.url();
+    let namespace = unique_namespace("rebuild");
+    let mut first = deployment_in(&namespace, &test_redis_url(), &url, db, &[]).await;
+    let mut clients = first.server.clients.clone();
+    clients
+        .register_full("rb-1", "backend", &["rust"], 1, Availability::Online)
+        .await;
+    let done = clients.assign_simple("rb-a", "backend", &["rust"]).await;
+    clients.report(&done, true).await;
+    let held = clients.assign_simple("rb-b", "backend", &["rust"]).await;
+    assert_assigned_to(&held, "rb-1");
+    let queued = clients.assign_simple("rb-c", "backend", &["go"]).await;
+    assert_state(&queued, AssignmentState::Queued);
+    let mut blocked = task("rb-d", "backend", &["rust"]);
+    blocked.depends_on = strings(&["rb-a", "rb-c"]);
+    assert_state(&clients.assign(blocked).await, AssignmentState::Blocked);
+    poll_count(
+        &first.db,
+        "history written",
+        "SELECT count(*) FROM subtasks WHERE subtask_id LIKE 'rb-%' AND created_at IS NOT NULL",
+        4,
+    )
+    .await;
+    poll_count(
+        &first.db,
+        "report written",
+        "SELECT count(*) FROM performance_reports WHERE subtask_id = 'rb-a'",
+        1,
+    )
+    .await;
+    let performance_before = clients.specialist("rb-1").await.performance;
+    first.server.shutdown().await;
+
+    flush_namespace(&namespace).await;
+    let second = deployment_in(&namespace, &test_redis_url(), &url, first.db, &[]).await;
+    let mut clients = second.server.clients.clone();
+    let specialist = clients.specialist("rb-1").await;
+    assert_eq!(specialist.capabilities, strings(&["rust"]));
+    assert_close(
+        specialist.performance,
+        performance_before,
+        "performance factor rebuilt from reports",
+    );
+    let rerouted = clients.get("rb-b").await;
+    assert_assigned_to(&rerouted, "rb-1");
+    assert_state(&clients.get("rb-c").await, AssignmentState::Queued);
+    let waiting = clients.get("rb-d").await;
+    assert_state(&waiting, AssignmentState::Blocked);
+    assert_eq!(
+        waiting.waiting_on,
+        strings(&["rb-c"]),
+        "the finished dependency stays finished"
+    );
+
+    clients.register("rb-2", "backend", &["go"]).await;
+    let served = clients.get("rb-c").await;
+    assert_assigned_to(&served, "rb-2");
+    clients.report(&served, true).await;
+    let unblocked = clients.get("rb-d").await;
+    assert_ne!(
+        state_of(&unblocked),
+        AssignmentState::Blocked,
+        "dependent routed after its last dependency"
+    );
 }

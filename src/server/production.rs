@@ -12,6 +12,7 @@ use crate::config::ServeConfig;
 use crate::domain::policy::RoutingPolicy;
 use crate::store::postgres;
 use crate::store::redis::pending::PendingStore;
+use crate::store::redis::rebuild;
 use crate::store::redis::relay::{self, RelayConfig};
 use crate::store::redis::{RedisStore, RedisStoreConfig};
 
@@ -49,6 +50,18 @@ pub async fn start(
             redis_config.command_timeout,
         ));
         postgres_pool = Some(pool);
+    }
+    if let Some(pool) = &postgres_pool {
+        if let Some(summary) = rebuild::rebuild_if_empty(&store, pool)
+            .await
+            .context("rebuilding redis from postgres")?
+        {
+            info!(
+                specialists = summary.specialists,
+                unfinished_subtasks = summary.unfinished_subtasks,
+                "redis was empty: rebuilt from postgres"
+            );
+        }
     }
     let store = Arc::new(store);
     let running = start_with_store(config, store.clone()).await?;

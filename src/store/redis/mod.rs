@@ -6,6 +6,7 @@
 mod feed;
 pub mod outbox;
 pub mod pending;
+pub mod rebuild;
 pub mod relay;
 pub mod scripts;
 pub mod wire;

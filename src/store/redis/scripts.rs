@@ -33,6 +33,7 @@ pub struct Scripts {
     pub queue_stats: Script,
     pub performance: Script,
     pub in_flight: Script,
+    pub restore: Script,
 }
 
 impl Scripts {
@@ -54,6 +55,7 @@ impl Scripts {
             queue_stats: script!("queue_stats.lua"),
             performance: script!("performance.lua"),
             in_flight: script!("in_flight.lua"),
+            restore: script!("restore.lua"),
         }
     }
 }

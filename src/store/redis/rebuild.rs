@@ -1,0 +1,234 @@
+//! Rebuilding an empty Redis (fresh, or flushed) from Postgres at start: registered specialists,
+//! their performance records and every unfinished subtask come back; finished subtasks come back
+//! only when an unfinished one depends on them. One replica rebuilds (it claims the rebuild in the
+//! deployment's meta hash); the others wait until it is done.
+//!
+//! What cannot come back: events the relay had not yet written when Redis lost its data (Redis
+//! keeps nothing on disk here), and the holder of an ASSIGNED subtask: it is routed again with a
+//! new epoch and its attempt count starts over, and the former holder's reports are refused as
+//! stale.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::json;
+use tokio_postgres::Row;
+use tracing::info;
+
+use crate::domain::specialist::{Availability, Registration};
+use crate::domain::subtask::SubtaskSpec;
+use crate::store::postgres::PgPool;
+use crate::store::{Store, StoreError, StoreResult};
+
+use super::wire::{availability_from, spec_json};
+use super::RedisStore;
+
+/// How long a replica waits for another one's rebuild.
+const WAIT_FOR_OTHER: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RebuildSummary {
+    pub specialists: usize,
+    pub performance_records: usize,
+    pub finished_dependencies: usize,
+    pub unfinished_subtasks: usize,
+}
+
+#[derive(Deserialize)]
+struct RestoredReply {
+    #[allow(dead_code)]
+    restored: bool,
+}
+
+fn pg_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("postgres unavailable: {error}"))
+}
+
+fn redis_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("redis unavailable: {error}"))
+}
+
+fn spec_of(row: &Row) -> SubtaskSpec {
+    SubtaskSpec {
+        subtask_id: row.get("subtask_id"),
+        specialist_type: row.get("specialist_type"),
+        required_capabilities: row.get("required_capabilities"),
+        priority: row.get("priority"),
+        parent_id: row.get("parent_id"),
+        depends_on: row.get("depends_on"),
+        payload: row.get("payload"),
+        require_all_capabilities: row.get("require_all_capabilities"),
+    }
+}
+
+fn millis(at: std::time::SystemTime) -> i64 {
+    at.duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// Rebuilds Redis from Postgres if this deployment's Redis has never been built (or was flushed).
+/// Returns what it restored, or None when Redis was already built (or another replica built it).
+pub async fn rebuild_if_empty(
+    store: &RedisStore,
+    postgres: &PgPool,
+) -> StoreResult<Option<RebuildSummary>> {
+    let meta = store.meta_key.clone();
+    let mut connection = store.pool().get().await.map_err(redis_error)?;
+    let claimed: bool = redis::cmd("HSETNX")
+        .arg(&meta)
+        .arg("rebuild_started_ms")
+        .arg(crate::store::clock::Clock::now_ms(
+            &crate::store::clock::SystemClock,
+        ))
+        .query_async(&mut connection)
+        .await
+        .map_err(redis_error)?;
+    if !claimed {
+        let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
+        let mut every = tokio::time::interval(Duration::from_millis(50));
+        loop {
+            every.tick().await;
+            let done: bool = redis::cmd("HEXISTS")
+                .arg(&meta)
+                .arg("rebuilt_ms")
+                .query_async(&mut connection)
+                .await
+                .map_err(redis_error)?;
+            if done {
+                return Ok(None);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StoreError::Unavailable(
+                    "another replica started rebuilding redis from postgres and has not finished"
+                        .into(),
+                ));
+            }
+        }
+    }
+    drop(connection);
+    let summary = restore(store, postgres).await?;
+    let mut connection = store.pool().get().await.map_err(redis_error)?;
+    let _: () = redis::cmd("HSET")
+        .arg(&meta)
+        .arg("rebuilt_ms")
+        .arg(crate::store::clock::Clock::now_ms(
+            &crate::store::clock::SystemClock,
+        ))
+        .query_async(&mut connection)
+        .await
+        .map_err(redis_error)?;
+    info!(?summary, "redis rebuilt from postgres");
+    Ok(Some(summary))
+}
+
+async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSummary> {
+    let client = postgres.get().await.map_err(pg_error)?;
+    let mut summary = RebuildSummary::default();
+
+    let performance = client
+        .query(
+            "SELECT specialist_id, count(*) AS completed, \
+             count(*) FILTER (WHERE success) AS succeeded, \
+             sum(quality_score) AS quality_sum, sum(completion_time_ms)::float8 AS time_sum, \
+             string_agg(CASE WHEN success THEN '1' ELSE '0' END, '' ORDER BY event_ms, event_seq) \
+               AS outcomes \
+             FROM performance_reports GROUP BY specialist_id",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in &performance {
+        let outcomes: String = row.get("outcomes");
+        let window = crate::domain::performance::PERFORMANCE_WINDOW;
+        let recent = &outcomes[outcomes.len().saturating_sub(window)..];
+        let _: RestoredReply = store
+            .call(
+                &store.scripts.restore,
+                json!({ "performance": {
+                    "specialist_id": row.get::<_, String>("specialist_id"),
+                    "completed": row.get::<_, i64>("completed"),
+                    "succeeded": row.get::<_, i64>("succeeded"),
+                    "quality_sum": format!("{:?}", row.get::<_, f64>("quality_sum")),
+                    "time_sum": format!("{:?}", row.get::<_, f64>("time_sum")),
+                    "recent": recent,
+                }}),
+            )
+            .await?;
+        summary.performance_records += 1;
+    }
+
+    let specialists = client
+        .query(
+            "SELECT specialist_id, specialist_type, capabilities, max_concurrency, labels, \
+             availability FROM specialists \
+             WHERE deregistered_at IS NULL AND registered_at IS NOT NULL ORDER BY specialist_id",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in &specialists {
+        let labels: serde_json::Value = row.get("labels");
+        let availability = availability_from(row.get("availability"))?;
+        store
+            .register(Registration {
+                specialist_id: Some(row.get("specialist_id")),
+                specialist_type: row.get("specialist_type"),
+                capabilities: row.get("capabilities"),
+                max_concurrency: Some(row.get::<_, i32>("max_concurrency") as u32),
+                labels: serde_json::from_value(labels).unwrap_or_default(),
+                availability: if availability == Availability::Offline {
+                    Availability::Online
+                } else {
+                    availability
+                },
+            })
+            .await?;
+        summary.specialists += 1;
+    }
+
+    let finished_dependencies = client
+        .query(
+            "SELECT * FROM subtasks WHERE created_at IS NOT NULL \
+             AND state IN ('COMPLETED', 'FAILED', 'CANCELLED') \
+             AND subtask_id IN (SELECT unnest(depends_on) FROM subtasks \
+                                WHERE state IN ('QUEUED', 'ASSIGNED', 'BLOCKED'))",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in &finished_dependencies {
+        let spec = spec_of(row);
+        let created_at: std::time::SystemTime = row.get("created_at");
+        let finished_at: Option<std::time::SystemTime> = row.get("finished_at");
+        let _: RestoredReply = store
+            .call(
+                &store.scripts.restore,
+                json!({ "subtask": {
+                    "spec": spec_json(&spec),
+                    "created_at_ms": millis(created_at),
+                    "routed_type": row.get::<_, String>("routed_type"),
+                    "state": row.get::<_, String>("state"),
+                    "attempt": row.get::<_, i32>("attempt"),
+                    "detail": row.get::<_, String>("detail"),
+                    "finished_at_ms": finished_at.map(millis),
+                }}),
+            )
+            .await?;
+        summary.finished_dependencies += 1;
+    }
+
+    let unfinished = client
+        .query(
+            "SELECT * FROM subtasks WHERE created_at IS NOT NULL \
+             AND state IN ('QUEUED', 'ASSIGNED', 'BLOCKED') ORDER BY created_at, subtask_id",
+            &[],
+        )
+        .await
+        .map_err(pg_error)?;
+    for row in &unfinished {
+        store.assign(spec_of(row)).await?;
+        summary.unfinished_subtasks += 1;
+    }
+    Ok(summary)
+}
