@@ -25,7 +25,7 @@ GO_ENV = source <(bash scripts/install-clients.sh --print-go-env)
 
 help:
 	@echo "make run    - run the server (embedded in-memory store, gRPC on 127.0.0.1:50051; ARGS=... for flags)"
-	@echo "make test   - install tools, then cargo test --all-targets, then the client tests (test-clients)"
+	@echo "make test   - install tools, cargo test --all-targets, the conformance tests again on Redis, the client tests"
 	@echo "make test-clients - generated code up to date?, Python client pytest, Go client go vet + go test"
 	@echo "make gen    - regenerate stubs: Rust (build.rs), Python and Go clients (clients/gen.sh)"
 	@echo "make fmt    - cargo fmt"
@@ -51,8 +51,13 @@ $(CLIENT_PYTHON) -m pytest clients/python/tests
 $(GO_ENV) && cd $(GO_CLIENT_DIR) && unformatted="$$(gofmt -l .)" && { [[ -z "$$unformatted" ]] || { echo "gofmt -w needed: $$unformatted" >&2; exit 1; }; } && go vet ./... && go test -race -count=1 ./...
 endef
 
+# The API test files are the conformance suite: they run once on the embedded store (with everything
+# else) and again on the Redis store (the shared Redis on 127.0.0.1:6379, a namespace per test).
+CONFORMANCE := registration scoring queue dependencies fencing watch validation server concurrency
+
 test: tools clients-tools
 	$(CARGO) test --all-targets
+	SWITCHBOARD_TEST_STORE=redis $(CARGO) test $(foreach name,$(CONFORMANCE),--test $(name))
 	$(client-tests)
 
 test-clients: tools clients-tools
@@ -74,4 +79,4 @@ lint: tools
 
 # Micro-benchmarks (criterion, release build). The load generator is `switchboard bench`.
 bench:
-	$(CARGO) bench --bench scoring --bench embedded_store --bench proto
+	$(CARGO) bench --bench scoring --bench embedded_store --bench redis_scripts --bench proto
