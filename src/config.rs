@@ -191,9 +191,10 @@ pub struct BenchConfig {
     #[arg(long, conflicts_with = "start_embedded")]
     pub addr: Option<String>,
 
-    /// Start a server in this process on the embedded in-memory store, on 127.0.0.1 with a free
-    /// port and no Assign rate limit; the default when no --addr is given. (Starting one on the
-    /// Redis + Postgres store comes with that store; until then drive it with --addr.)
+    /// Start a server in this process, on 127.0.0.1 with a free port and no Assign rate limit; the
+    /// default when no --addr is given. It runs on the embedded in-memory store unless
+    /// --embedded-flag=--redis-url=... (and --embedded-flag=--database-url=...) select the
+    /// production store.
     #[arg(long)]
     pub start_embedded: bool,
 
