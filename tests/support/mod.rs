@@ -3,6 +3,8 @@
 //! process. Every test binary includes this module; not every binary uses every helper.
 #![allow(dead_code)]
 
+pub mod redis_server;
+
 use std::future::Future;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

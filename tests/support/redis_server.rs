@@ -1,0 +1,195 @@
+//! A private `redis-server` for fault tests: its own free port and temp dir, no persistence, killed
+//! on drop. Tests may kill, restart, pause and resume it without touching the shared Redis.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{EVENTUALLY, POLL_EVERY};
+
+/// Attempts at finding a port no one else takes between our probe and redis-server's bind.
+const START_ATTEMPTS: usize = 5;
+
+/// One redis-server child process (Redis 7 on PATH) in a temp dir of its own.
+pub struct PrivateRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Spawns redis-server on a free port and waits until it answers PING.
+    pub async fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-redis-")
+            .tempdir()
+            .expect("a temp dir for redis-server");
+        let mut redis = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        for _ in 1..START_ATTEMPTS {
+            if redis.spawn_and_wait().await {
+                return redis;
+            }
+            // Most likely someone took the port between our probe and the bind: try another.
+            redis.port = free_port();
+        }
+        assert!(
+            redis.spawn_and_wait().await,
+            "redis-server did not start after {START_ATTEMPTS} attempts; its log:\n{}",
+            redis.log()
+        );
+        redis
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server is running").id()
+    }
+
+    /// SIGKILL, and waits until the process is gone (its port is free again).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the server (if running) and starts a fresh one on the same port: no data, no scripts.
+    pub async fn restart(&mut self) {
+        self.kill();
+        assert!(
+            self.spawn_and_wait().await,
+            "redis-server did not come back on port {}; its log:\n{}",
+            self.port,
+            self.log()
+        );
+    }
+
+    /// SIGSTOP: connections stay open (and new ones are accepted by the kernel) but nothing answers.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// SIGCONT after `pause`.
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// SCRIPT FLUSH: every cached Lua script is forgotten.
+    pub async fn script_flush(&self) {
+        let reply = self.command(&["SCRIPT", "FLUSH"]).await;
+        assert_eq!(reply, redis::Value::Okay, "SCRIPT FLUSH");
+    }
+
+    /// A connection of the test's own (e.g. one that must outlive a lowered maxclients).
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a valid redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|error| panic!("connecting to {}: {error}", self.url()))
+    }
+
+    /// Runs one command on a fresh connection; panics on error.
+    pub async fn command(&self, args: &[&str]) -> redis::Value {
+        self.try_command(args)
+            .await
+            .unwrap_or_else(|error| panic!("redis command {args:?}: {error}"))
+    }
+
+    /// Runs one command on a fresh connection.
+    pub async fn try_command(&self, args: &[&str]) -> redis::RedisResult<redis::Value> {
+        let client = redis::Client::open(self.url())?;
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command.query_async(&mut connection).await
+    }
+
+    /// The server's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let pid = libc::pid_t::try_from(self.pid()).expect("pid fits pid_t");
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        let result = unsafe { libc::kill(pid, signal) };
+        assert_eq!(result, 0, "kill({pid}, {signal}) failed");
+    }
+
+    /// Spawns on `self.port` and polls PING; false if the process exits or never answers.
+    async fn spawn_and_wait(&mut self) -> bool {
+        debug_assert!(self.child.is_none(), "one redis-server per PrivateRedis");
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(["--save", ""])
+            .args(["--appendonly", "no"])
+            .args(["--protected-mode", "no"])
+            .args(["--daemonize", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawning redis-server (is it on PATH?)");
+        self.child = Some(child);
+        let deadline = Instant::now() + EVENTUALLY;
+        let mut interval = tokio::time::interval(POLL_EVERY);
+        loop {
+            interval.tick().await;
+            if self.answers_ping().await {
+                return true;
+            }
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten())
+                .is_some();
+            if exited || Instant::now() >= deadline {
+                self.kill();
+                return false;
+            }
+        }
+    }
+
+    async fn answers_ping(&self) -> bool {
+        let ping = tokio::time::timeout(Duration::from_secs(1), self.try_command(&["PING"]));
+        matches!(ping.await, Ok(Ok(redis::Value::SimpleString(pong))) if pong == "PONG")
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        // SIGKILL also ends a stopped (paused) process.
+        self.kill();
+    }
+}
+
+/// A port nothing listens on right now (the OS picks it; redis-server binds it right after).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port on 127.0.0.1")
+}
