@@ -488,3 +488,51 @@ async fn rejected_connections(admin: &mut redis::aio::MultiplexedConnection) -> 
         .and_then(|count| count.trim().parse().ok())
         .unwrap_or_else(|| panic!("no rejected_connections in INFO stats:\n{info}"))
 }
+
+/// SCRIPT FLUSH in a loop while calls run: a flush can land between a NOSCRIPT reply and the
+/// retry, and still no call may fail (the store falls back to EVAL with the source).
+#[tokio::test]
+async fn script_flush_during_traffic_is_invisible() {
+    let redis = PrivateRedis::start().await;
+    let server = server_on(&redis).await;
+    let mut clients = server.clients.clone();
+    clients.register("flusher-1", "backend", &["rust"]).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flushing = {
+        let stop = std::sync::Arc::clone(&stop);
+        let mut admin = redis.connection().await;
+        tokio::spawn(async move {
+            let mut flushes = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _: () = redis::cmd("SCRIPT")
+                    .arg("FLUSH")
+                    .query_async(&mut admin)
+                    .await
+                    .expect("script flush");
+                flushes += 1;
+            }
+            flushes
+        })
+    };
+    let callers: Vec<_> = (0..6)
+        .map(|_| {
+            let mut clients = clients.clone();
+            tokio::spawn(async move {
+                for _ in 0..150 {
+                    clients.specialist("flusher-1").await;
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller
+            .await
+            .expect("every call succeeds while scripts are flushed");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let flushes = flushing.await.expect("flusher");
+    assert!(
+        flushes > 10,
+        "the cache was flushed during the calls ({flushes} times)"
+    );
+}

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
-use redis::Script;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -39,7 +38,7 @@ use crate::store::{
 
 use feed::FeedHub;
 use pending::PendingStore;
-use scripts::Scripts;
+use scripts::{Script, Scripts};
 use wire::{
     availability_str, lenient_list, policy_json, spec_from_json, spec_json, EventWire,
     SpecialistWire, ViewWire,
@@ -199,26 +198,41 @@ impl RedisStore {
             .clock
             .as_ref()
             .map_or_else(String::new, |clock| clock.now_ms().to_string());
+        let args = args.to_string();
         let invocation = async {
             let mut connection = self.pool.get().await.map_err(|error| error.to_string())?;
-            script
-                .key(&self.meta_key)
+            let by_hash: redis::RedisResult<String> = redis::cmd("EVALSHA")
+                .arg(&script.hash)
+                .arg(1)
+                .arg(&self.meta_key)
                 .arg(&self.policy_json)
-                .arg(now)
-                .arg(args.to_string())
-                .invoke_async::<String>(&mut connection)
-                .await
-                .map_err(|error| {
-                    if error.is_io_error()
-                        || error.is_connection_dropped()
-                        || error.is_connection_refusal()
-                        || error.is_timeout()
-                    {
-                        error.to_string()
-                    } else {
-                        format!("script: {error}")
-                    }
-                })
+                .arg(&now)
+                .arg(&args)
+                .query_async(&mut connection)
+                .await;
+            let result = match by_hash {
+                Err(error) if error.code() == Some("NOSCRIPT") => {
+                    redis::cmd("EVAL")
+                        .arg(&script.source)
+                        .arg(1)
+                        .arg(&self.meta_key)
+                        .arg(&self.policy_json)
+                        .arg(&now)
+                        .arg(&args)
+                        .query_async(&mut connection)
+                        .await
+                }
+                other => other,
+            };
+            // A script's own failure comes back as ERR; anything else (connection, LOADING,
+            // READONLY, BUSY, MASTERDOWN, ...) means Redis cannot serve right now.
+            result.map_err(|error| {
+                if error.code() == Some("ERR") {
+                    format!("script: {error}")
+                } else {
+                    error.to_string()
+                }
+            })
         };
         let reply = match tokio::time::timeout(self.command_timeout, invocation).await {
             Ok(Ok(reply)) => {

@@ -1,17 +1,27 @@
-//! The Lua scripts of `lua/`, each prepended with the shared helpers and run by EVALSHA. The redis
-//! crate's `Script` falls back to EVAL (which loads the script) on NOSCRIPT, so a Redis restart or
-//! SCRIPT FLUSH never reaches a caller.
-
-use redis::Script;
+//! The Lua scripts of `lua/`, each prepended with the shared helpers. They run by EVALSHA; on
+//! NOSCRIPT (a Redis restart, SCRIPT FLUSH, even one between two calls) the caller sends EVAL with
+//! the source, which loads and runs the script in one step, so a flushed cache never reaches a
+//! client.
 
 const LIB: &str = include_str!("../../../lua/includes/lib.lua");
 
+/// One script: its full source and the SHA1 Redis knows it by.
+pub struct Script {
+    pub source: String,
+    pub hash: String,
+}
+
+impl Script {
+    fn new(body: &str) -> Self {
+        let source = format!("{LIB}\n{body}");
+        let hash = redis::Script::new(&source).get_hash().to_string();
+        Self { source, hash }
+    }
+}
+
 macro_rules! script {
     ($file:literal) => {
-        Script::new(&format!(
-            "{LIB}\n{}",
-            include_str!(concat!("../../../lua/", $file))
-        ))
+        Script::new(include_str!(concat!("../../../lua/", $file)))
     };
 }
 
