@@ -3,6 +3,7 @@
 //! scripts' JSON replies and error codes to the domain, and guards Redis with a circuit breaker.
 //! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
 
+mod connections;
 mod feed;
 pub mod outbox;
 pub mod pending;
@@ -36,6 +37,7 @@ use crate::store::{
     QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
+use connections::Connections;
 use feed::FeedHub;
 use pending::PendingStore;
 use scripts::{Script, Scripts};
@@ -81,7 +83,7 @@ impl RedisStoreConfig {
 }
 
 pub struct RedisStore {
-    pool: Pool,
+    connections: Connections,
     scripts: Scripts,
     meta_key: String,
     prefix: String,
@@ -116,7 +118,7 @@ impl RedisStore {
         let prefix = config.key_prefix();
         let feeds = FeedHub::start(client, format!("{prefix}watch"));
         Ok(Self {
-            pool,
+            connections: Connections::new(pool, config.pool_size.div_ceil(4)),
             scripts: Scripts::new(),
             meta_key: format!("{prefix}meta"),
             prefix,
@@ -183,7 +185,7 @@ impl RedisStore {
     }
 
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        self.connections.pool()
     }
 
     /// Whether the Redis circuit breaker is open right now.
@@ -200,7 +202,14 @@ impl RedisStore {
             .map_or_else(String::new, |clock| clock.now_ms().to_string());
         let args = args.to_string();
         let invocation = async {
-            let mut connection = self.pool.get().await.map_err(|error| error.to_string())?;
+            let mut lease = match self.connections.get().await {
+                Ok(lease) => lease,
+                Err(message) => {
+                    // Redis is unreachable: the other slots' connections are dead too.
+                    self.connections.reset().await;
+                    return Err(message);
+                }
+            };
             let by_hash: redis::RedisResult<String> = redis::cmd("EVALSHA")
                 .arg(&script.hash)
                 .arg(1)
@@ -208,7 +217,7 @@ impl RedisStore {
                 .arg(&self.policy_json)
                 .arg(&now)
                 .arg(&args)
-                .query_async(&mut connection)
+                .query_async(&mut lease.connection)
                 .await;
             let result = match by_hash {
                 Err(error) if error.code() == Some("NOSCRIPT") => {
@@ -219,20 +228,23 @@ impl RedisStore {
                         .arg(&self.policy_json)
                         .arg(&now)
                         .arg(&args)
-                        .query_async(&mut connection)
+                        .query_async(&mut lease.connection)
                         .await
                 }
                 other => other,
             };
             // A script's own failure comes back as ERR; anything else (connection, LOADING,
             // READONLY, BUSY, MASTERDOWN, ...) means Redis cannot serve right now.
-            result.map_err(|error| {
-                if error.code() == Some("ERR") {
-                    format!("script: {error}")
-                } else {
-                    error.to_string()
+            match result {
+                Ok(reply) => Ok(reply),
+                Err(error) if error.code() == Some("ERR") => Err(format!("script: {error}")),
+                Err(error) => {
+                    // The connection failed, or Redis cannot serve (LOADING, READONLY after a
+                    // failover, ...): start again from fresh, checked connections.
+                    self.connections.reset().await;
+                    Err(error.to_string())
                 }
-            })
+            }
         };
         let reply = match tokio::time::timeout(self.command_timeout, invocation).await {
             Ok(Ok(reply)) => {
@@ -252,6 +264,7 @@ impl RedisStore {
             }
             Err(_) => {
                 self.breaker.record_failure();
+                self.connections.reset().await;
                 return Err(StoreError::Unavailable(format!(
                     "redis unavailable: no reply within {} ms",
                     self.command_timeout.as_millis()
