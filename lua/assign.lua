@@ -4,7 +4,9 @@
   dependencies are unfinished, FAILED when one failed. The same id with the same content returns
   the current assignment.
   ARGV[3] json  {subtask_id, specialist_type, required_capabilities[], priority,
-                 require_all_capabilities, depends_on[], spec (canonical json of the whole spec)}
+                 require_all_capabilities, depends_on[], spec (canonical json of the whole spec),
+                 learned (json text {weights, performance: {specialist id: factor}}, or "")}
+                 Learned factors stay with the subtask: every pick for it uses them.
   Returns {view}. Errors: 4 same id, other content; 3 unknown dependency; 5 history backlog full.
   Events: subtask_created and subtask_changed (outbox), ASSIGNED (watch).
 ]]
@@ -41,7 +43,7 @@ if require_all then all_flag = '1' end
 rcall('HSET', key('sub', subtask_id), 'spec', ARGS.spec, 'created', NOW, 'state', 'BLOCKED',
   'attempt', 1, 'rtype', routed_type, 'holder', '', 'epoch', 0, 'qs', '', 'enq', NOW,
   'waiting', '[]', 'excl', '[]', 'detail', '', 'fin', '', 'caps', encode_list(required),
-  'all', all_flag, 'prio', ARGS.priority)
+  'all', all_flag, 'prio', ARGS.priority, 'lf', ARGS.learned or '')
 touch(subtask_id)
 if failed_dependency then
   finish(subtask_id, 'FAILED', 'dependency ' .. failed_dependency[1] .. ' is '

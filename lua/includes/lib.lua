@@ -123,7 +123,9 @@ local function factor(value, weight)
 end
 
 -- The score of src/domain/scoring.rs, operation for operation, so both stores agree bit for bit.
-local function score(required, caps_set, active, avail, performance)
+-- `weights`: the policy's, or those a subtask's learned factors came with.
+local function score(required, caps_set, active, avail, performance, weights)
+  weights = weights or W
   local capability = 1.0
   if #required > 0 then
     local matched = 0
@@ -135,10 +137,10 @@ local function score(required, caps_set, active, avail, performance)
   if performance < 0.0 then performance = 0.0 end
   if performance > 1.0 then performance = 1.0 end
   local breakdown = {
-    capability = factor(capability, W.capability),
-    load = factor(load_factor(active), W.load),
-    availability = factor(AVAILABILITY_FACTOR[avail], W.availability),
-    performance = factor(performance, W.performance)
+    capability = factor(capability, weights.capability),
+    load = factor(load_factor(active), weights.load),
+    availability = factor(AVAILABILITY_FACTOR[avail], weights.availability),
+    performance = factor(performance, weights.performance)
   }
   breakdown.score = breakdown.capability.points + breakdown.load.points
     + breakdown.availability.points + breakdown.performance.points
@@ -232,7 +234,7 @@ end
 -- Subtasks ----------------------------------------------------------------------------------
 
 local SUB_FIELDS = {'spec', 'created', 'state', 'attempt', 'rtype', 'holder', 'epoch', 'at', 'bd',
-  'qs', 'enq', 'waiting', 'excl', 'detail', 'fin', 'caps', 'all', 'prio'}
+  'qs', 'enq', 'waiting', 'excl', 'detail', 'fin', 'caps', 'all', 'prio', 'lf'}
 
 local function sub_get(id)
   local values = rcall('HMGET', key('sub', id), unpack(SUB_FIELDS))
@@ -248,6 +250,10 @@ local function sub_get(id)
   record.required = decode_list(record.caps)
   record.require_all = record.all == '1'
   record.priority = tonumber(record.prio)
+  if record.lf and record.lf ~= '' then
+    -- Learned factors it was submitted with: {weights, performance: {specialist id: factor}}.
+    record.learned = cjson.decode(record.lf)
+  end
   return record
 end
 
@@ -349,8 +355,17 @@ local function consider(record, spec, excluded)
   local caps_set = caps_set_of(spec.caps)
   if not capabilities_suffice(caps_set, record.required, record.require_all) then return nil end
   if excluded[spec.id] then return nil end
-  local breakdown = score(record.required, caps_set, spec.active, spec.avail,
-    performance_factor(spec.id))
+  local performance = performance_factor(spec.id)
+  local weights = nil
+  if record.learned then
+    weights = record.learned.weights
+    local learned = record.learned.performance[spec.id]
+    if learned then
+      performance = math.min(math.max(learned, 0.0), 1.0)
+    end
+  end
+  local breakdown = score(record.required, caps_set, spec.active, spec.avail, performance,
+    weights)
   return {
     id = spec.id, score = breakdown.score, member = free_member(spec.active, spec.lseq, spec.id),
     breakdown = breakdown
@@ -359,7 +374,9 @@ end
 
 -- The best eligible specialist: walks the free index from the highest possible score down and
 -- stops once nobody left could beat the best real score (equal bounds are in tie-break order).
+-- With learned factors the index's rule-based bound says nothing: everyone with room is scored.
 local function pick(record)
+  local prune = not record.learned
   local best = nil
   local excluded = excluded_set(record)
   local free_key = key('free', record.rtype)
@@ -372,7 +389,7 @@ local function pick(record)
     for i = 1, #entries, 2 do
       local member = entries[i]
       local bound = -tonumber(entries[i + 1])
-      if best and (bound < best.score
+      if prune and best and (bound < best.score
         or (bound == best.score and bytes_less(best.member, member))) then
         return best
       end

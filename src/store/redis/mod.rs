@@ -163,6 +163,15 @@ impl RedisStore {
     }
 
     async fn assign_in_redis(&self, spec: &SubtaskSpec) -> StoreResult<AssignmentView> {
+        self.assign_in_redis_with(spec, None).await
+    }
+
+    /// `learned`: the JSON text of the learned factors the subtask keeps (see lua/assign.lua).
+    async fn assign_in_redis_with(
+        &self,
+        spec: &SubtaskSpec,
+        learned: Option<&str>,
+    ) -> StoreResult<AssignmentView> {
         let reply: ViewReply = self
             .call(
                 &self.scripts.assign,
@@ -174,6 +183,7 @@ impl RedisStore {
                     "require_all_capabilities": spec.require_all_capabilities,
                     "depends_on": spec.depends_on,
                     "spec": spec_json(spec),
+                    "learned": learned.unwrap_or_default(),
                 }),
             )
             .await?;

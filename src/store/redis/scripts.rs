@@ -44,6 +44,7 @@ pub struct Scripts {
     pub performance: Script,
     pub in_flight: Script,
     pub restore: Script,
+    pub candidates: Script,
 }
 
 impl Scripts {
@@ -66,6 +67,7 @@ impl Scripts {
             performance: script!("performance.lua"),
             in_flight: script!("in_flight.lua"),
             restore: script!("restore.lua"),
+            candidates: script!("candidates.lua"),
         }
     }
 }
