@@ -4,13 +4,17 @@
 //! - `migrate`: the numbered migrations of `sql/`, applied once each under an advisory lock.
 //! - `history`: the applier the outbox relay hands batches of `HistoryEvent`s to.
 //! - `event_id`: outbox event ids and how their positions compare.
-//! - `statements`: the applier's SQL; `columns`: domain values as column values.
+//! - `statements`: the applier's SQL; `collapse`: its per-row rules, folding a batch's events of
+//!   one row into one write; `columns`: domain values as column values.
 //! - `error`: `PgError`, whether a retry can help, and its `StoreError` form.
 
+mod collapse;
 pub mod columns;
 pub mod error;
 pub mod event_id;
 pub mod history;
+#[cfg(test)]
+mod history_tests;
 pub mod migrate;
 mod statements;
 
