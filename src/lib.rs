@@ -7,6 +7,7 @@ pub mod domain;
 pub mod engine;
 pub mod metrics;
 pub mod server;
+pub mod simulate;
 pub mod store;
 
 /// Generated protobuf and gRPC code for `switchboard.v1`.

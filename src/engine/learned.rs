@@ -103,6 +103,8 @@ struct Inner {
     checkpoints: Arc<dyn CheckpointStore>,
     shared: Mutex<Shared>,
     trainer: Mutex<Option<mpsc::Sender<TrainingJob>>>,
+    /// For inline training: a one-thread pool to run it in.
+    inline_pool: Option<rayon::ThreadPool>,
 }
 
 /// The engine; cheap to clone.
@@ -154,6 +156,11 @@ impl LearnedEngine {
                 status,
             }),
             trainer: Mutex::new(None),
+            inline_pool: if background {
+                None
+            } else {
+                rayon::ThreadPoolBuilder::new().num_threads(1).build().ok()
+            },
             settings,
         });
         if background {
@@ -288,7 +295,15 @@ impl LearnedEngine {
                     warn!("the trainer thread is gone; the serving model stays");
                 }
             }
-            None => self.inner.run_training(&job.0, job.1),
+            None => {
+                // Inline (simulator, tests): still on a one-thread rayon pool, see
+                // `spawn_single_threaded`.
+                let inner = &self.inner;
+                match &inner.inline_pool {
+                    Some(pool) => pool.install(|| inner.run_training(&job.0, job.1)),
+                    None => inner.run_training(&job.0, job.1),
+                }
+            }
         }
     }
 }
