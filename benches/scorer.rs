@@ -91,6 +91,8 @@ fn trained_engine(world: &World, fleet: &[CandidateInfo]) -> LearnedEngine {
 }
 
 fn bench_scorer(criterion: &mut Criterion) {
+    // As the server binary does before any thread starts: candle on one thread.
+    switchboard::config::configure_model_threads();
     let world = world();
     let fleet = candidates(&world);
     let engine = trained_engine(&world, &fleet);
@@ -113,7 +115,7 @@ fn bench_scorer(criterion: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("forward only", count),
             &count,
-            |bencher, _| bencher.iter(|| model.predict(black_box(&rows)).expect("predict")),
+            |bencher, _| bencher.iter(|| model.predict(black_box(&rows))),
         );
     }
     group.finish();

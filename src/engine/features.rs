@@ -44,31 +44,42 @@ impl SparseRow {
     }
 }
 
-/// FNV-1a over the parts with a separator, so ("ab","c") and ("a","bc") differ.
-fn bucket(parts: &[&str]) -> u32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for byte in part.bytes().chain(std::iter::once(0xff)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a continued over one part and a separator, so ("ab","c") and ("a","bc") differ.
+fn extend(mut hash: u64, part: &str) -> u64 {
+    for byte in part.bytes().chain(std::iter::once(0xff)) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
+    hash
+}
+
+fn bucket_of(hash: u64) -> u32 {
     (hash % BUCKETS as u64) as u32
 }
 
+#[derive(Clone)]
 struct RowWriter {
     row: SparseRow,
     used: usize,
 }
 
 impl RowWriter {
-    fn push(&mut self, parts: &[&str], value: f32) {
+    fn push_hash(&mut self, hash: u64, value: f32) {
         if self.used == SLOTS {
             return;
         }
-        self.row.buckets[self.used] = bucket(parts);
+        self.row.buckets[self.used] = bucket_of(hash);
         self.row.values[self.used] = value;
         self.used += 1;
+    }
+
+    fn push(&mut self, parts: &[&str], value: f32) {
+        let hash = parts
+            .iter()
+            .fold(FNV_OFFSET, |hash, part| extend(hash, part));
+        self.push_hash(hash, value);
     }
 }
 
@@ -77,25 +88,56 @@ pub fn recent_rate(candidate: &CandidateInfo) -> f32 {
     (candidate.recent_successes as f32 + 1.0) / (candidate.recent_outcomes as f32 + 2.0)
 }
 
-/// Encodes one (subtask, candidate) pair.
-pub fn encode(subtask: &SubtaskContext, candidate: &CandidateInfo) -> SparseRow {
+fn required(subtask: &SubtaskContext) -> &[String] {
+    &subtask.required_capabilities[..subtask.required_capabilities.len().min(MAX_REQUIRED)]
+}
+
+/// The features of the subtask alone, shared by all its candidates' rows.
+fn subtask_part(subtask: &SubtaskContext) -> RowWriter {
     let mut writer = RowWriter {
         row: SparseRow::new(),
         used: 0,
     };
-    let specialist_id = candidate.specialist_id.as_str();
     writer.push(&["bias"], 1.0);
-    writer.push(&["id", specialist_id], 1.0);
     writer.push(&["type", &subtask.specialist_type], 1.0);
-    writer.push(&["stype", &candidate.specialist_type], 1.0);
     writer.push(&["priority"], subtask.priority as f32 / 1000.0);
-    let required =
-        &subtask.required_capabilities[..subtask.required_capabilities.len().min(MAX_REQUIRED)];
+    let required = required(subtask);
     let required_scale = 1.0 / (required.len().max(1) as f32).sqrt();
     for capability in required {
         writer.push(&["rcap", capability], required_scale);
-        // The cross that carries individual skill per capability.
-        writer.push(&["idcap", specialist_id, capability], required_scale);
+    }
+    match subtask.estimated_duration_ms {
+        Some(duration_ms) => writer.push(&["duration"], ((duration_ms as f32) + 1.0).ln() / 10.0),
+        None => writer.push(&["no_duration"], 1.0),
+    }
+    if let Some(description) = &subtask.description {
+        let words = description
+            .split(|character: char| !character.is_alphanumeric())
+            .filter(|word| word.len() > 2)
+            .take(MAX_DESCRIPTION_WORDS);
+        for word in words {
+            writer.push(&["word", &word.to_lowercase()], 0.5);
+        }
+    }
+    writer
+}
+
+/// Adds the candidate's features (and the crosses with the subtask's) to the subtask's part.
+fn candidate_row(
+    subtask: &SubtaskContext,
+    base: &RowWriter,
+    candidate: &CandidateInfo,
+) -> SparseRow {
+    let mut writer = base.clone();
+    let specialist_id = candidate.specialist_id.as_str();
+    writer.push(&["id", specialist_id], 1.0);
+    writer.push(&["stype", &candidate.specialist_type], 1.0);
+    let required = required(subtask);
+    let required_scale = 1.0 / (required.len().max(1) as f32).sqrt();
+    // The cross that carries individual skill per capability.
+    let identity = extend(extend(FNV_OFFSET, "idcap"), specialist_id);
+    for capability in required {
+        writer.push_hash(extend(identity, capability), required_scale);
     }
     writer.push(
         &["overlap"],
@@ -111,20 +153,21 @@ pub fn encode(subtask: &SubtaskContext, candidate: &CandidateInfo) -> SparseRow 
     }
     writer.push(&["recent"], recent_rate(candidate));
     writer.push(&["recent_n"], candidate.recent_outcomes as f32 / 20.0);
-    match subtask.estimated_duration_ms {
-        Some(duration_ms) => writer.push(&["duration"], ((duration_ms as f32) + 1.0).ln() / 10.0),
-        None => writer.push(&["no_duration"], 1.0),
-    }
-    if let Some(description) = &subtask.description {
-        let words = description
-            .split(|character: char| !character.is_alphanumeric())
-            .filter(|word| word.len() > 2)
-            .take(MAX_DESCRIPTION_WORDS);
-        for word in words {
-            writer.push(&["word", &word.to_lowercase()], 0.5);
-        }
-    }
     writer.row
+}
+
+/// Encodes one (subtask, candidate) pair.
+pub fn encode(subtask: &SubtaskContext, candidate: &CandidateInfo) -> SparseRow {
+    candidate_row(subtask, &subtask_part(subtask), candidate)
+}
+
+/// Encodes every candidate of one subtask (the subtask's own features computed once).
+pub fn encode_all(subtask: &SubtaskContext, candidates: &[CandidateInfo]) -> Vec<SparseRow> {
+    let base = subtask_part(subtask);
+    candidates
+        .iter()
+        .map(|candidate| candidate_row(subtask, &base, candidate))
+        .collect()
 }
 
 #[cfg(test)]
@@ -157,6 +200,10 @@ mod tests {
         };
         let first = encode(&subtask, &candidate("a"));
         assert_eq!(first, encode(&subtask, &candidate("a")));
+        assert_eq!(
+            encode_all(&subtask, &[candidate("b"), candidate("a")])[1],
+            first
+        );
         assert_ne!(first.buckets, encode(&subtask, &candidate("b")).buckets);
         assert!(first
             .buckets

@@ -19,7 +19,7 @@ use crate::domain::subtask::CompletionReport;
 use crate::metrics as names;
 
 use super::checkpoints::{Checkpoint, CheckpointStore};
-use super::features::{encode, SubtaskContext};
+use super::features::{encode, encode_all, SubtaskContext};
 use super::model::ScorerModel;
 use super::scorer::Scorer;
 use super::trainer::{train, Example, HoldoutMetrics, Trained, TrainerSettings};
@@ -85,8 +85,8 @@ struct Shared {
     pending_order: VecDeque<String>,
     /// Latest snapshot of each specialist seen as a candidate.
     specialists: HashMap<String, CandidateInfo>,
-    /// (specialist, capability) -> outcomes seen.
-    pair_outcomes: HashMap<(String, String), u32>,
+    /// Specialist -> capability -> outcomes seen.
+    pair_outcomes: HashMap<String, HashMap<String, u32>>,
     reports_since_training: u64,
     last_training: Instant,
     training_running: bool,
@@ -263,11 +263,12 @@ impl LearnedEngine {
             let Some(specialist) = shared.specialists.get(&report.specialist_id).cloned() else {
                 return;
             };
+            let seen = shared
+                .pair_outcomes
+                .entry(report.specialist_id.clone())
+                .or_default();
             for capability in &context.required_capabilities {
-                *shared
-                    .pair_outcomes
-                    .entry((report.specialist_id.clone(), capability.clone()))
-                    .or_default() += 1;
+                *seen.entry(capability.clone()).or_default() += 1;
             }
             shared.examples.push_back(Example {
                 row: encode(&context, &specialist),
@@ -340,9 +341,15 @@ impl Inner {
     ) -> Option<(SubtaskContext, Vec<super::features::SparseRow>)> {
         let mut shared = self.shared.lock();
         for candidate in candidates {
-            shared
-                .specialists
-                .insert(candidate.specialist_id.clone(), candidate.clone());
+            match shared.specialists.get_mut(&candidate.specialist_id) {
+                // Updated in place: an Assign over many candidates should not allocate for each.
+                Some(known) => refresh(known, candidate),
+                None => {
+                    shared
+                        .specialists
+                        .insert(candidate.specialist_id.clone(), candidate.clone());
+                }
+            }
         }
         if shared
             .pending
@@ -359,10 +366,7 @@ impl Inner {
         if shared.model.is_none() || candidates.is_empty() {
             return None;
         }
-        let rows = candidates
-            .iter()
-            .map(|candidate| encode(&context, candidate))
-            .collect();
+        let rows = encode_all(&context, candidates);
         Some((context, rows))
     }
 
@@ -379,13 +383,12 @@ impl Inner {
             let seen = if context.required_capabilities.is_empty() {
                 candidate.recent_outcomes
             } else {
+                let seen = shared.pair_outcomes.get(&candidate.specialist_id);
                 let total: u32 = context
                     .required_capabilities
                     .iter()
                     .map(|capability| {
-                        shared
-                            .pair_outcomes
-                            .get(&(candidate.specialist_id.clone(), capability.clone()))
+                        seen.and_then(|seen| seen.get(capability))
                             .copied()
                             .unwrap_or(0)
                     })
@@ -480,6 +483,22 @@ impl Inner {
         );
         Ok(true)
     }
+}
+
+/// Copies a candidate snapshot over the one kept, reusing its allocations.
+fn refresh(known: &mut CandidateInfo, candidate: &CandidateInfo) {
+    if known.capabilities != candidate.capabilities {
+        known.capabilities.clone_from(&candidate.capabilities);
+    }
+    if known.specialist_type != candidate.specialist_type {
+        known.specialist_type.clone_from(&candidate.specialist_type);
+    }
+    known.active = candidate.active;
+    known.max_concurrency = candidate.max_concurrency;
+    known.availability = candidate.availability;
+    known.recent_successes = candidate.recent_successes;
+    known.recent_outcomes = candidate.recent_outcomes;
+    known.rule_performance = candidate.rule_performance;
 }
 
 fn record_model_metrics(version: u64, holdout: &HoldoutMetrics) {

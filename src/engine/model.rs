@@ -14,7 +14,7 @@ use super::features::{SparseRow, BUCKETS, SLOTS};
 use super::EngineError;
 
 /// Width of the hidden layer.
-pub const HIDDEN: usize = 32;
+pub const HIDDEN: usize = 16;
 
 const TENSOR_NAMES: [&str; 5] = ["embed", "hidden_bias", "out", "wide", "out_bias"];
 
@@ -124,28 +124,100 @@ impl Params {
 #[derive(Debug, Clone)]
 pub struct ScorerModel {
     params: Params,
+    dense: DenseWeights,
+}
+
+/// The same weights as plain arrays, for serving: the forward pass of one Assign's candidates
+/// touches a few dozen table rows per candidate, which a loop over the non-zero slots does without
+/// materialising (rows x SLOTS x HIDDEN) tensors. `logits` (candle) stays the definition; a test
+/// holds the two to the same outputs.
+#[derive(Debug, Clone)]
+struct DenseWeights {
+    embed: Vec<f32>,
+    hidden_bias: Vec<f32>,
+    out: Vec<f32>,
+    wide: Vec<f32>,
+    out_bias: Vec<f32>,
+}
+
+impl DenseWeights {
+    fn of(params: &Params) -> Result<Self, EngineError> {
+        let flat = |tensor: &Tensor| tensor.flatten_all()?.to_vec1::<f32>();
+        Ok(Self {
+            embed: flat(&params.embed)?,
+            hidden_bias: flat(&params.hidden_bias)?,
+            out: flat(&params.out)?,
+            wide: flat(&params.wide)?,
+            out_bias: flat(&params.out_bias)?,
+        })
+    }
+
+    fn logits(&self, row: &SparseRow) -> [f32; 2] {
+        let mut hidden = [0.0f32; HIDDEN];
+        hidden.copy_from_slice(&self.hidden_bias);
+        let mut logits = [self.out_bias[0], self.out_bias[1]];
+        for (bucket, value) in row.buckets.iter().zip(&row.values) {
+            if *value == 0.0 {
+                continue;
+            }
+            let bucket = *bucket as usize;
+            let embedding = &self.embed[bucket * HIDDEN..(bucket + 1) * HIDDEN];
+            for (sum, weight) in hidden.iter_mut().zip(embedding) {
+                *sum += value * weight;
+            }
+            logits[0] += value * self.wide[bucket * 2];
+            logits[1] += value * self.wide[bucket * 2 + 1];
+        }
+        for (unit, activation) in hidden.iter().enumerate() {
+            let activation = activation.max(0.0);
+            logits[0] += activation * self.out[unit * 2];
+            logits[1] += activation * self.out[unit * 2 + 1];
+        }
+        logits
+    }
+}
+
+fn sigmoid(logit: f32) -> f32 {
+    1.0 / (1.0 + (-logit).exp())
 }
 
 impl ScorerModel {
     pub fn from_params(params: &Params) -> Result<Self, EngineError> {
         // Detached copies: serving never tracks gradients, and training may go on with the vars.
         let copy = |tensor: &Tensor| tensor.detach().copy();
-        Ok(Self {
-            params: Params {
-                embed: copy(&params.embed)?,
-                hidden_bias: copy(&params.hidden_bias)?,
-                out: copy(&params.out)?,
-                wide: copy(&params.wide)?,
-                out_bias: copy(&params.out_bias)?,
-            },
+        Self::serving(Params {
+            embed: copy(&params.embed)?,
+            hidden_bias: copy(&params.hidden_bias)?,
+            out: copy(&params.out)?,
+            wide: copy(&params.wide)?,
+            out_bias: copy(&params.out_bias)?,
         })
+    }
+
+    fn serving(params: Params) -> Result<Self, EngineError> {
+        let dense = DenseWeights::of(&params)?;
+        Ok(Self { params, dense })
     }
 
     pub fn params(&self) -> &Params {
         &self.params
     }
 
-    pub fn predict(&self, rows: &[SparseRow]) -> Result<Vec<Prediction>, EngineError> {
+    /// Predictions for each row, in order (the serving path).
+    pub fn predict(&self, rows: &[SparseRow]) -> Vec<Prediction> {
+        rows.iter()
+            .map(|row| {
+                let [success, quality] = self.dense.logits(row);
+                Prediction {
+                    success_probability: sigmoid(success),
+                    expected_quality: sigmoid(quality),
+                }
+            })
+            .collect()
+    }
+
+    /// `predict` through candle's forward pass (the definition the serving path must match).
+    pub fn predict_with_candle(&self, rows: &[SparseRow]) -> Result<Vec<Prediction>, EngineError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
@@ -216,6 +288,6 @@ impl ScorerModel {
             wide: take(expected[3].0, expected[3].1)?,
             out_bias: take(expected[4].0, expected[4].1)?,
         };
-        Ok(Self { params })
+        Self::serving(params)
     }
 }

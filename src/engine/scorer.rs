@@ -33,7 +33,7 @@ impl Scorer {
                     Job::Install(new_model) => model = new_model,
                     Job::Score { rows, reply } => {
                         let result = match &model {
-                            Some(model) => model.predict(&rows).map(Some),
+                            Some(model) => Ok(Some(model.predict(&rows))),
                             None => Ok(None),
                         };
                         // The caller may have given up (deadline): nothing to do then.

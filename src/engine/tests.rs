@@ -96,12 +96,7 @@ fn success_of(engine: &LearnedEngine, specialist_id: &str, capability: &str) -> 
         .find(|candidate| candidate.specialist_id == specialist_id)
         .unwrap();
     let row = encode(&context(capability), &candidate);
-    engine
-        .model()
-        .expect("a model serves")
-        .predict(&[row])
-        .unwrap()[0]
-        .success_probability
+    engine.model().expect("a model serves").predict(&[row])[0].success_probability
 }
 
 #[test]
@@ -216,4 +211,25 @@ fn a_checkpoint_that_does_not_load_is_rejected_and_the_model_stays() {
     assert!(error.to_string().contains("tensor embed"), "{error}");
     assert_eq!(engine.status(), before);
     assert_eq!(success_of(&engine, "ada", "rust"), probe);
+}
+
+#[test]
+fn the_serving_forward_pass_matches_candle() {
+    let engine = LearnedEngine::start(settings(), Arc::new(MemoryCheckpoints::default())).unwrap();
+    feed(&engine, 500, 0);
+    let model = engine.model().unwrap();
+    let rows: Vec<_> = CAPABILITIES
+        .iter()
+        .flat_map(|capability| {
+            candidates()
+                .into_iter()
+                .map(move |candidate| encode(&context(capability), &candidate))
+        })
+        .collect();
+    let served = model.predict(&rows);
+    let reference = model.predict_with_candle(&rows).unwrap();
+    for (fast, slow) in served.iter().zip(&reference) {
+        assert!((fast.success_probability - slow.success_probability).abs() < 1e-5);
+        assert!((fast.expected_quality - slow.expected_quality).abs() < 1e-5);
+    }
 }

@@ -95,9 +95,9 @@ pub fn train(
         None => Params::initial(settings.seed)?,
     };
     let model = fit(start, training, settings)?;
-    let metrics = evaluate(&model.predict(&rows(holdout))?, holdout);
+    let metrics = evaluate(&model.predict(&rows(holdout)), holdout);
     let incumbent_predictions = match incumbent {
-        Some(model) => model.predict(&rows(holdout))?,
+        Some(model) => model.predict(&rows(holdout)),
         None => rules_predictions(training, holdout),
     };
     let incumbent_metrics = evaluate(&incumbent_predictions, holdout);
