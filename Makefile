@@ -30,7 +30,7 @@ help:
 	@echo "make gen    - regenerate stubs: Rust (build.rs), Python and Go clients (clients/gen.sh)"
 	@echo "make fmt    - cargo fmt"
 	@echo "make lint   - cargo fmt --check, clippy -D warnings, buf lint"
-	@echo "make bench  - criterion micro-benchmarks (scoring, embedded store cycle, proto); release build"
+	@echo "make bench  - criterion micro-benchmarks (scoring, embedded store cycle, proto, learned scorer); release build"
 
 tools:
 	bash scripts/install-tools.sh
@@ -79,4 +79,4 @@ lint: tools
 
 # Micro-benchmarks (criterion, release build). The load generator is `switchboard bench`.
 bench:
-	$(CARGO) bench --bench scoring --bench embedded_store --bench redis_scripts --bench proto
+	$(CARGO) bench --bench scoring --bench embedded_store --bench redis_scripts --bench proto --bench scorer

@@ -14,6 +14,8 @@ fn assign_request(payload_bytes: usize) -> pb::AssignRequest {
         depends_on: (0..64).map(|n| format!("dependency-{n:02}")).collect(),
         payload: vec![b'x'; payload_bytes],
         require_all_capabilities: false,
+        description: String::new(),
+        estimated_duration_ms: None,
     }
 }
 

@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::policy::{RoutingPolicy, ScoringWeights};
+use crate::engine::trainer::TrainerSettings;
+use crate::engine::EngineSettings;
 
 /// Switchboard: a gRPC control plane that assigns work to AI agents and services.
 #[derive(Debug, Parser)]
@@ -22,6 +24,16 @@ pub enum Command {
     Bench(BenchConfig),
     /// Apply the Postgres schema migrations the database does not have yet, then exit.
     Migrate(MigrateConfig),
+    /// Compare routing policies (random, least-loaded, rules, learned, oracle) on a seeded
+    /// synthetic world, driving the real embedded store and learned scorer.
+    Simulate(SimulateConfig),
+}
+
+/// Where the performance factor of the score comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScorerKind {
+    Rules,
+    Learned,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -122,6 +134,38 @@ pub struct ServeConfig {
     /// On SIGTERM/SIGINT, how long to wait for calls to finish before exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+
+    /// Performance factor: `rules` (recent success window) or `learned` (a model trained online
+    /// from completion reports; the rules serve until a model beats them on held-out reports).
+    #[arg(long, env = "SWITCHBOARD_SCORER", value_enum, default_value_t = ScorerKind::Rules)]
+    pub scorer: ScorerKind,
+
+    /// With --scorer learned: retrain after this many new completion reports (0: only by time).
+    #[arg(long, env = "SWITCHBOARD_TRAIN_EVERY_REPORTS", default_value_t = 500)]
+    pub train_every_reports: u64,
+
+    /// With --scorer learned: retrain when this many seconds passed since the last run and new
+    /// reports came in (0: only by count).
+    #[arg(long, env = "SWITCHBOARD_TRAIN_EVERY_SECS", default_value_t = 60)]
+    pub train_every_secs: u64,
+
+    /// With --scorer learned: completion reports a training run looks at (the newest).
+    #[arg(long, env = "SWITCHBOARD_TRAIN_WINDOW", default_value_t = 4_000)]
+    pub train_window: usize,
+
+    /// With --scorer learned: fewest reports before the first training run.
+    #[arg(long, env = "SWITCHBOARD_TRAIN_MIN_EXAMPLES", default_value_t = 200)]
+    pub train_min_examples: usize,
+
+    /// With --scorer learned: performance weight once the model has earned full trust (hold-out
+    /// AUC 0.75); it starts at --weight-performance and the other weights shrink to make room.
+    #[arg(long, env = "SWITCHBOARD_LEARNED_MAX_WEIGHT", default_value_t = 0.6)]
+    pub learned_max_weight: f64,
+
+    /// With --scorer learned: optimism bonus of a specialist never seen on a capability, so
+    /// newcomers get tried (it shrinks as 1/sqrt(1 + outcomes seen)).
+    #[arg(long, env = "SWITCHBOARD_EXPLORATION", default_value_t = 0.1)]
+    pub exploration: f64,
 
     /// Log filter (tracing EnvFilter syntax).
     #[arg(long, env = "SWITCHBOARD_LOG", default_value = "info")]
@@ -284,6 +328,84 @@ pub struct BenchConfig {
     pub log_filter: String,
 }
 
+/// Everything `switchboard simulate` can be told.
+///
+/// Specialists have hidden per-capability skill and speed; subtasks arrive as a seeded Poisson
+/// stream needing one or two capabilities; outcomes are drawn from the hidden skill. Every policy
+/// sees the same stream and the same outcome for the same (subtask, specialist). Progress goes to
+/// stderr, the table (or `--json`) to stdout.
+#[derive(Debug, Clone, Args)]
+pub struct SimulateConfig {
+    /// Seed of the world, the stream and the outcomes: the same seed repeats a run exactly.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Subtasks in the stream.
+    #[arg(long, default_value_t = 10_000)]
+    pub subtasks: usize,
+
+    /// The "after" success rate counts only subtasks after this many.
+    #[arg(long, default_value_t = 5_000)]
+    pub warmup: usize,
+
+    /// Specialists in the fleet (one type).
+    #[arg(long, default_value_t = 24)]
+    pub specialists: usize,
+
+    /// Distinct capabilities in the world.
+    #[arg(long, default_value_t = 8)]
+    pub capabilities: usize,
+
+    /// Capabilities each specialist has.
+    #[arg(long, default_value_t = 3)]
+    pub capabilities_per_specialist: usize,
+
+    /// Spread of hidden skill around 0.5 (0: everyone equal; 0.9: 0.05..0.95).
+    #[arg(long, default_value_t = 0.9)]
+    pub skill_spread: f64,
+
+    /// Offered load as a share of the fleet's capacity.
+    #[arg(long, default_value_t = 0.7)]
+    pub load: f64,
+
+    /// max_concurrency of every specialist.
+    #[arg(long, default_value_t = 2)]
+    pub max_concurrency: u32,
+
+    /// Mean time a specialist works on a subtask (virtual milliseconds).
+    #[arg(long, default_value_t = 1_000.0)]
+    pub mean_duration_ms: f64,
+
+    /// Subtask index from which the skills of `--drift-share` of the specialists are redrawn
+    /// (0: no drift).
+    #[arg(long, default_value_t = 0)]
+    pub drift_at: usize,
+
+    /// Share of specialists whose skills change at the drift.
+    #[arg(long, default_value_t = 0.5)]
+    pub drift_share: f64,
+
+    /// The learned policy retrains after this many reports.
+    #[arg(long, default_value_t = 250)]
+    pub train_every_reports: u64,
+
+    /// Performance weight of the learned factor once the model has earned full trust.
+    #[arg(long, default_value_t = 0.6)]
+    pub learned_max_weight: f64,
+
+    /// Write the cumulative regret plot (SVG) to this file.
+    #[arg(long)]
+    pub plot: Option<std::path::PathBuf>,
+
+    /// Print exactly one JSON object on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// No progress on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
 /// Everything `switchboard migrate` can be told.
 ///
 /// Applies the numbered migrations built into this binary (from `sql/`) that the database lacks,
@@ -296,6 +418,23 @@ pub struct MigrateConfig {
     /// yet: sslmode must allow a plain connection).
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL")]
     pub database_url: String,
+}
+
+/// Threads candle's CPU kernels use (its own pool and spin barriers, sized once per process from
+/// `CANDLE_NUM_THREADS`). The learned scorer's batches are tiny: one thread is several times
+/// faster than two spinning on a barrier, and leaves the other core to the server. Sets
+/// `CANDLE_NUM_THREADS` from `SWITCHBOARD_MODEL_THREADS` (default 1) unless it is set already.
+/// Call before any other thread starts.
+pub fn configure_model_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_some() {
+        return;
+    }
+    let threads = std::env::var("SWITCHBOARD_MODEL_THREADS")
+        .ok()
+        .and_then(|value| value.parse::<usize>().ok())
+        .filter(|threads| *threads > 0)
+        .unwrap_or(1);
+    std::env::set_var("CANDLE_NUM_THREADS", threads.to_string());
 }
 
 /// A configuration value that cannot work, found before anything starts.
@@ -334,6 +473,40 @@ impl ServeConfig {
         config.outbox = self.database_url.is_some();
         config.outbox_bound = self.outbox_bound.max(1);
         Some(config)
+    }
+
+    /// The learned engine's settings, or None with `--scorer rules`.
+    pub fn engine_settings(&self) -> Result<Option<EngineSettings>, ConfigError> {
+        if self.scorer == ScorerKind::Rules {
+            return Ok(None);
+        }
+        if !(0.0..=1.0).contains(&self.learned_max_weight)
+            || !(0.0..=1.0).contains(&self.exploration)
+        {
+            return Err(ConfigError(
+                "--learned-max-weight and --exploration must be between 0 and 1".into(),
+            ));
+        }
+        if self.train_every_reports == 0 && self.train_every_secs == 0 {
+            return Err(ConfigError(
+                "--train-every-reports and --train-every-secs cannot both be 0".into(),
+            ));
+        }
+        Ok(Some(EngineSettings {
+            trainer: TrainerSettings {
+                window: self.train_window.max(10),
+                min_examples: self.train_min_examples,
+                ..TrainerSettings::default()
+            },
+            train_every_reports: self.train_every_reports,
+            train_every: (self.train_every_secs > 0)
+                .then(|| std::time::Duration::from_secs(self.train_every_secs)),
+            base_performance_weight: self.weight_performance,
+            max_performance_weight: self.learned_max_weight.max(self.weight_performance),
+            exploration: self.exploration,
+            background_training: true,
+            ..EngineSettings::default()
+        }))
     }
 
     /// The routing rules this configuration asks for, checked for consistency.

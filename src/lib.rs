@@ -4,8 +4,10 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod domain;
+pub mod engine;
 pub mod metrics;
 pub mod server;
+pub mod simulate;
 pub mod store;
 
 /// Generated protobuf and gRPC code for `switchboard.v1`.

@@ -5,16 +5,55 @@ use clap::Parser;
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
-use switchboard::config::{BenchConfig, Cli, Command, LogFormat, MigrateConfig, ServeConfig};
+use switchboard::config::{
+    BenchConfig, Cli, Command, LogFormat, MigrateConfig, ServeConfig, SimulateConfig,
+};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before the runtime starts any thread: the environment is only safe to change now.
+    switchboard::config::configure_model_threads();
+    keep_large_allocations();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")?
+        .block_on(run(cli))
+}
+
+/// The trainer allocates and frees gradient buffers of a few hundred KiB every step; above glibc's
+/// default mmap threshold each one is a fresh mapping, zeroed page by page by the kernel. Serving
+/// them from the heap instead makes training several times faster.
+fn keep_large_allocations() {
+    // SAFETY: mallopt only changes allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 64 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(config) => serve(config).await,
         Command::Bench(config) => bench(config).await,
         Command::Migrate(config) => migrate(config).await,
+        Command::Simulate(config) => simulate(config).await,
     }
+}
+
+/// The simulator trains models inline, so it runs on a blocking thread with its own runtime.
+async fn simulate(config: SimulateConfig) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the simulator runtime")?;
+        runtime
+            .block_on(switchboard::simulate::main(config))
+            .context("simulation failed")
+    })
+    .await
+    .context("simulator thread panicked")?
 }
 
 /// Applies pending migrations and says what it did on stdout.

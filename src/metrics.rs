@@ -15,6 +15,11 @@ pub const OUTBOX_WRITE_FAILURES: &str = "switchboard_outbox_write_failures_total
 pub const OUTBOX_BACKLOG: &str = "switchboard_outbox_backlog";
 pub const PENDING_ACCEPTED: &str = "switchboard_pending_accepted_total";
 pub const PENDING_MOVED: &str = "switchboard_pending_moved_total";
+pub const SCORER_INFERENCE: &str = "switchboard_scorer_inference_seconds";
+pub const SCORER_MODEL_VERSION: &str = "switchboard_scorer_model_version";
+pub const SCORER_HOLDOUT_LOG_LOSS: &str = "switchboard_scorer_holdout_log_loss";
+pub const SCORER_HOLDOUT_AUC: &str = "switchboard_scorer_holdout_auc";
+pub const SCORER_TRAININGS: &str = "switchboard_scorer_trainings_total";
 
 /// Buckets of the Assign latency histogram, in seconds.
 pub const ASSIGN_DURATION_BUCKETS: &[f64] = &[
@@ -46,4 +51,25 @@ pub fn describe() {
     );
     describe_counter!(GRPC_REQUESTS, "gRPC calls by method and status code");
     describe_counter!(LEASES_EXPIRED, "Specialists whose lease lapsed");
+    describe_histogram!(
+        SCORER_INFERENCE,
+        Unit::Seconds,
+        "Learned scorer inference for one Assign's candidates, channel round trip included"
+    );
+    describe_gauge!(
+        SCORER_MODEL_VERSION,
+        "Version of the serving learned model (0: the rules serve)"
+    );
+    describe_gauge!(
+        SCORER_HOLDOUT_LOG_LOSS,
+        "Hold-out log loss of the serving learned model"
+    );
+    describe_gauge!(
+        SCORER_HOLDOUT_AUC,
+        "Hold-out AUC of the serving learned model"
+    );
+    describe_counter!(
+        SCORER_TRAININGS,
+        "Training runs of the learned scorer by outcome (accepted, rejected)"
+    );
 }

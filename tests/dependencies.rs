@@ -269,6 +269,8 @@ async fn assign_is_idempotent_on_the_same_content() {
         depends_on: Vec::new(),
         payload: b"{\"job\":1}".to_vec(),
         require_all_capabilities: true,
+        description: String::new(),
+        estimated_duration_ms: None,
     };
     let first = c.assign(original.clone()).await;
     assert_assigned_to(&first, "id-1");

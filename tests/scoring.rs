@@ -410,12 +410,7 @@ async fn custom_weights_change_the_score() {
     assert_factor(&breakdown.availability, 0.9, 0.25, "availability");
     assert_factor(&breakdown.performance, 0.75, 0.25, "performance");
 
-    let status = c
-        .perf
-        .get_model_status(pb::GetModelStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = c.model_status().await;
     let weights = status.weights.expect("weights");
     assert_close(weights.capability, 0.25, "capability weight");
     assert_close(weights.load, 0.25, "load weight");
@@ -427,12 +422,7 @@ async fn custom_weights_change_the_score() {
 async fn default_model_status() {
     let server = TestServer::start().await;
     let mut c = server.clients.clone();
-    let status = c
-        .perf
-        .get_model_status(pb::GetModelStatusRequest {})
-        .await
-        .unwrap()
-        .into_inner();
+    let status = c.model_status().await;
     assert_eq!(status.scorer, "rules");
     let weights = status.weights.expect("weights");
     assert_close(weights.capability, 0.4, "capability weight");

@@ -165,6 +165,8 @@ async fn every_violation_of_a_request_is_reported() {
         depends_on: vec![String::new()],
         payload: Vec::new(),
         require_all_capabilities: false,
+        description: String::new(),
+        estimated_duration_ms: None,
     };
     let status = assert_code(c.try_assign(request).await, Code::InvalidArgument);
     let fields = violated_fields(&status);

@@ -3,9 +3,12 @@
 use std::time::Instant;
 
 use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
-use crate::domain::subtask::SubtaskState;
+use crate::domain::learned::LearnedFactors;
+use crate::domain::subtask::{SubtaskSpec, SubtaskState};
+use crate::engine::features::SubtaskContext;
+use crate::engine::LearnedEngine;
 use crate::metrics as names;
 use crate::pb;
 use crate::pb::assign_service_server::AssignService;
@@ -34,6 +37,32 @@ fn outcome_label(state: SubtaskState) -> &'static str {
     }
 }
 
+impl AssignApi {
+    /// The learned factors for a new subtask's candidates (inference on the scorer thread); on any
+    /// failure the rules score it, so learned scoring never makes an Assign fail.
+    async fn learned_factors(
+        &self,
+        engine: &LearnedEngine,
+        spec: &SubtaskSpec,
+        context: SubtaskContext,
+    ) -> Option<LearnedFactors> {
+        let candidates = match self.context.store.candidates(spec).await {
+            Ok(candidates) => candidates,
+            Err(error) => {
+                warn!(%error, subtask_id = %spec.subtask_id, "no candidates for learned scoring");
+                return None;
+            }
+        };
+        match engine.factors(&spec.subtask_id, context, &candidates).await {
+            Ok(factors) => factors,
+            Err(error) => {
+                warn!(%error, subtask_id = %spec.subtask_id, "learned scoring failed; using the rules");
+                None
+            }
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl AssignService for AssignApi {
     async fn assign(
@@ -49,13 +78,24 @@ impl AssignService for AssignApi {
             ))
             .into());
         }
-        let spec = convert::subtask_spec(request.into_inner(), &self.context.policy).inspect_err(
-            |_| {
-                metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
-            },
-        )?;
+        let request = request.into_inner();
+        let hints = pb::AssignRequest {
+            description: request.description.clone(),
+            estimated_duration_ms: request.estimated_duration_ms,
+            ..Default::default()
+        };
+        let spec = convert::subtask_spec(request, &self.context.policy).inspect_err(|_| {
+            metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
+        })?;
         let started = Instant::now();
-        let result = self.context.store.assign(spec).await;
+        let result = match &self.context.engine {
+            None => self.context.store.assign(spec).await,
+            Some(engine) => {
+                let context = convert::subtask_context(&spec, &hints);
+                let factors = self.learned_factors(engine, &spec, context).await;
+                self.context.store.assign_with(spec, factors).await
+            }
+        };
         metrics::histogram!(names::ASSIGN_DURATION).record(started.elapsed().as_secs_f64());
         let view = result.map_err(|error| {
             metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);

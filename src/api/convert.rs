@@ -13,6 +13,8 @@ use crate::domain::subtask::{
     AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, SubtaskState,
     WatchEvent, WatchEventKind,
 };
+use crate::engine::features::SubtaskContext;
+use crate::engine::ModelStatus;
 use crate::pb;
 use crate::store::PageRequest;
 
@@ -223,6 +225,21 @@ pub fn id(field: &str, value: &str) -> Result<(), ApiError> {
     violations.finish()
 }
 
+/// Longest Assign description hint accepted.
+pub const MAX_DESCRIPTION_BYTES: usize = 4096;
+
+/// What the learned scorer knows of a subtask: its spec and the Assign hints (read before
+/// `subtask_spec` takes the request).
+pub fn subtask_context(spec: &SubtaskSpec, request: &pb::AssignRequest) -> SubtaskContext {
+    SubtaskContext {
+        specialist_type: spec.specialist_type.clone(),
+        required_capabilities: spec.required_capabilities.clone(),
+        priority: spec.priority,
+        description: (!request.description.is_empty()).then(|| request.description.clone()),
+        estimated_duration_ms: request.estimated_duration_ms,
+    }
+}
+
 pub fn subtask_spec(
     request: pb::AssignRequest,
     policy: &RoutingPolicy,
@@ -266,6 +283,15 @@ pub fn subtask_spec(
             format!(
                 "must be at most {MAX_PAYLOAD_BYTES} bytes, got {}",
                 request.payload.len()
+            ),
+        );
+    }
+    if request.description.len() > MAX_DESCRIPTION_BYTES {
+        violations.add(
+            "description",
+            format!(
+                "must be at most {MAX_DESCRIPTION_BYTES} bytes, got {}",
+                request.description.len()
             ),
         );
     }
@@ -470,9 +496,16 @@ pub fn watch_event_to_proto(event: WatchEvent) -> pb::WatchAssignmentsResponse {
     }
 }
 
-pub fn model_status(policy: &RoutingPolicy) -> pb::GetModelStatusResponse {
+pub fn model_status(
+    policy: &RoutingPolicy,
+    learned: Option<ModelStatus>,
+) -> pb::GetModelStatusResponse {
     let weights = policy.weights;
-    pb::GetModelStatusResponse {
+    let rules_detail = format!(
+        "the rule-based performance factor is (recent successes + {}) / (recent outcomes + 2) over the last {PERFORMANCE_WINDOW} reports",
+        2.0 * PERFORMANCE_PRIOR
+    );
+    let mut response = pb::GetModelStatusResponse {
         scorer: "rules".into(),
         weights: Some(pb::ScoringWeights {
             capability: weights.capability,
@@ -483,8 +516,33 @@ pub fn model_status(policy: &RoutingPolicy) -> pb::GetModelStatusResponse {
         performance_prior: PERFORMANCE_PRIOR,
         performance_window: PERFORMANCE_WINDOW as u32,
         detail: format!(
-            "rule-based scoring; the performance factor is (recent successes + {}) / (recent outcomes + 2) over the last {PERFORMANCE_WINDOW} reports; no learned model is built yet",
-            2.0 * PERFORMANCE_PRIOR
+            "rule-based scoring (learned scoring is off, --scorer rules); {rules_detail}"
         ),
-    }
+        learned_performance_weight: weights.performance,
+        ..Default::default()
+    };
+    let Some(status) = learned else {
+        return response;
+    };
+    response.scorer = status.scorer.into();
+    response.detail = if status.scorer == "rules" {
+        format!("{}; {rules_detail}", status.detail)
+    } else {
+        status.detail
+    };
+    response.model_version = status.version;
+    response.training_set_size = status.training_set_size;
+    response.holdout = status.holdout.map(|holdout| pb::HoldoutMetrics {
+        log_loss: holdout.log_loss,
+        auc: holdout.auc,
+        accuracy: holdout.accuracy,
+        quality_mae: holdout.quality_mae,
+        examples: holdout.examples as u64,
+    });
+    response.last_trained_at = status.last_trained_at_ms.map(timestamp);
+    response.examples = status.examples;
+    response.trainings = status.trainings;
+    response.rejected_trainings = status.rejected;
+    response.learned_performance_weight = status.performance_weight;
+    response
 }

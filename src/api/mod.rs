@@ -14,6 +14,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::policy::RoutingPolicy;
+use crate::engine::LearnedEngine;
 use crate::store::Store;
 
 /// What every service handler shares.
@@ -23,6 +24,8 @@ pub struct ApiContext {
     pub policy: Arc<RoutingPolicy>,
     pub heartbeat_interval_ms: i64,
     pub assign_limiter: Arc<rate_limit::RateLimiter>,
+    /// The learned scorer, when `--scorer learned`.
+    pub engine: Option<LearnedEngine>,
     /// Cancelled when the server starts shutting down: watch streams end.
     pub shutdown: CancellationToken,
 }

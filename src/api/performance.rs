@@ -3,6 +3,7 @@
 use tonic::{Request, Response, Status};
 use tracing::info;
 
+use crate::engine::LearnedEngine;
 use crate::pb;
 use crate::pb::performance_service_server::PerformanceService;
 
@@ -35,9 +36,13 @@ impl PerformanceService for PerformanceApi {
         let view = self
             .context
             .store
-            .report_completion(report)
+            .report_completion(report.clone())
             .await
             .map_err(ApiError::from)?;
+        if let Some(engine) = &self.context.engine {
+            // Cheap bookkeeping here; training itself runs on the engine's own thread.
+            engine.observe(&report);
+        }
         info!(%subtask_id, %specialist_id, success, "completion reported");
         Ok(Response::new(pb::ReportCompletionResponse {
             assignment: Some(convert::assignment_to_proto(view)),
@@ -72,6 +77,10 @@ impl PerformanceService for PerformanceApi {
         &self,
         _request: Request<pb::GetModelStatusRequest>,
     ) -> Result<Response<pb::GetModelStatusResponse>, Status> {
-        Ok(Response::new(convert::model_status(&self.context.policy)))
+        let learned = self.context.engine.as_ref().map(LearnedEngine::status);
+        Ok(Response::new(convert::model_status(
+            &self.context.policy,
+            learned,
+        )))
     }
 }

@@ -151,6 +151,8 @@ async fn run_caller(mut caller: Caller) {
             required_capabilities: caller.shape.required_capabilities.clone(),
             payload: caller.shape.payload.clone(),
             require_all_capabilities: true,
+            description: String::new(),
+            estimated_duration_ms: None,
             ..Default::default()
         });
         request.set_timeout(caller.context.timeout);

@@ -1,6 +1,7 @@
 //! Pure types and rules of assignment: no transport, no storage, no I/O.
 
 pub mod history;
+pub mod learned;
 pub mod limits;
 pub mod performance;
 pub mod policy;

@@ -29,6 +29,8 @@ use crate::api::rate_limit::RateLimiter;
 use crate::api::register::RegisterApi;
 use crate::api::ApiContext;
 use crate::config::ServeConfig;
+use crate::engine::checkpoints::MemoryCheckpoints;
+use crate::engine::LearnedEngine;
 use crate::pb;
 use crate::pb::assign_service_server::AssignServiceServer;
 use crate::pb::performance_service_server::PerformanceServiceServer;
@@ -121,8 +123,19 @@ pub async fn start_with_store(
     store: Arc<dyn Store>,
 ) -> anyhow::Result<RunningServer> {
     let policy = config.routing_policy()?;
+    let engine = match config.engine_settings()? {
+        None => None,
+        Some(settings) => {
+            // The embedded store keeps checkpoints in memory.
+            let engine = LearnedEngine::start(settings, Arc::new(MemoryCheckpoints::default()))
+                .context("starting the learned scorer")?;
+            info!(scorer = engine.status().scorer, "learned scoring on");
+            Some(engine)
+        }
+    };
     let shutdown = CancellationToken::new();
     let context = ApiContext {
+        engine,
         store: store.clone(),
         policy: Arc::new(policy),
         heartbeat_interval_ms: config.heartbeat_interval_ms as i64,

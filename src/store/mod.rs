@@ -11,6 +11,7 @@ pub mod redis;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 
+use crate::domain::learned::{CandidateInfo, LearnedFactors};
 use crate::domain::performance::PerformanceSummary;
 use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
@@ -168,4 +169,25 @@ pub trait Store: Send + Sync + 'static {
     async fn subscribe(&self, specialist_id: &str) -> StoreResult<Feed>;
     /// The specialist's current assignments, oldest epoch first, as ASSIGNED events.
     async fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>>;
+
+    /// The specialists a new subtask could be handed to right now (eligible, in the type it would be
+    /// routed to), with what a learned scorer needs to know of them. Empty when the subtask exists
+    /// already or waits on dependencies. A store without learned scoring returns none, and Assign
+    /// then scores by the rules alone.
+    async fn candidates(&self, spec: &SubtaskSpec) -> StoreResult<Vec<CandidateInfo>> {
+        let _ = spec;
+        Ok(Vec::new())
+    }
+
+    /// `assign`, scoring with learned performance factors (see `LearnedFactors`) instead of the
+    /// rule-based window where it has them; the pick stays one atomic step. A store without learned
+    /// scoring ignores them.
+    async fn assign_with(
+        &self,
+        spec: SubtaskSpec,
+        learned: Option<LearnedFactors>,
+    ) -> StoreResult<AssignmentView> {
+        let _ = learned;
+        self.assign(spec).await
+    }
 }

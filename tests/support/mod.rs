@@ -404,6 +404,14 @@ impl Clients {
         .unwrap_or_else(|status| panic!("report {}: {status:?}", assignment.subtask_id))
     }
 
+    pub async fn model_status(&mut self) -> pb::GetModelStatusResponse {
+        self.perf
+            .get_model_status(pb::GetModelStatusRequest {})
+            .await
+            .unwrap_or_else(|status| panic!("get model status: {status:?}"))
+            .into_inner()
+    }
+
     // ---- QueueService ----------------------------------------------------------------------
 
     pub async fn queue_stats(&mut self, specialist_type: &str) -> pb::TypeQueueStats {
@@ -475,6 +483,8 @@ pub fn task(id: &str, specialist_type: &str, capabilities: &[&str]) -> pb::Assig
         depends_on: Vec::new(),
         payload: Vec::new(),
         require_all_capabilities: false,
+        description: String::new(),
+        estimated_duration_ms: None,
     }
 }
 

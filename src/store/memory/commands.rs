@@ -1,6 +1,9 @@
 //! The embedded store's write operations; each runs under the store lock as one atomic step.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::domain::learned::LearnedFactors;
 
 use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
@@ -193,6 +196,17 @@ impl State {
     }
 
     pub fn assign(&mut self, spec: SubtaskSpec, now_ms: i64) -> StoreResult<AssignmentView> {
+        self.assign_with(spec, None, now_ms)
+    }
+
+    /// Assign, picking with learned performance factors when given (kept with the subtask for
+    /// later picks while it is queued).
+    pub fn assign_with(
+        &mut self,
+        spec: SubtaskSpec,
+        learned: Option<LearnedFactors>,
+        now_ms: i64,
+    ) -> StoreResult<AssignmentView> {
         if let Some(existing) = self.subtasks.get(&spec.subtask_id) {
             if existing.subtask.spec == spec {
                 return Ok(self.assignment_view(existing));
@@ -243,6 +257,7 @@ impl State {
                 excluded: Vec::new(),
                 detail: String::new(),
                 finished_at_ms: None,
+                learned: learned.map(Arc::new),
             },
         );
         if let Some((dependency_id, state)) = failed_dependency {

@@ -1,7 +1,8 @@
 //! Randomised operation sequences on the embedded state, checking its invariants after every step.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
+use crate::domain::learned::LearnedFactors;
 use crate::domain::policy::RoutingPolicy;
 use crate::domain::specialist::{capabilities_suffice, Availability, Registration};
 use crate::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec, SubtaskState};
@@ -131,6 +132,26 @@ fn check_indexes(state: &State, now_ms: i64) {
     }
 }
 
+/// Factors as a model might give them: any value in 0..1 per candidate, any weight.
+fn learned_factors(
+    state: &State,
+    spec: &SubtaskSpec,
+    now_ms: i64,
+    rng: &mut Rng,
+) -> LearnedFactors {
+    let mut performance = HashMap::new();
+    for candidate in state.candidates(spec, now_ms) {
+        assert!(candidate.active < candidate.max_concurrency);
+        if rng.below(4) != 0 {
+            performance.insert(candidate.specialist_id, rng.below(101) as f64 / 100.0);
+        }
+    }
+    LearnedFactors {
+        performance_weight: rng.below(11) as f64 / 10.0,
+        performance,
+    }
+}
+
 fn run(seed: u64, steps: usize) {
     let mut rng = Rng(seed);
     let policy = RoutingPolicy {
@@ -194,21 +215,21 @@ fn run(seed: u64, steps: usize) {
                     .collect();
                 required.sort();
                 required.dedup();
-                state
-                    .assign(
-                        SubtaskSpec {
-                            subtask_id: format!("t{subtask_count}"),
-                            specialist_type: "frontend".into(),
-                            required_capabilities: required,
-                            priority: rng.below(3) as i32,
-                            parent_id: None,
-                            depends_on,
-                            payload: Vec::new(),
-                            require_all_capabilities: rng.below(2) == 0,
-                        },
-                        now_ms,
-                    )
-                    .unwrap();
+                let spec = SubtaskSpec {
+                    subtask_id: format!("t{subtask_count}"),
+                    specialist_type: "frontend".into(),
+                    required_capabilities: required,
+                    priority: rng.below(3) as i32,
+                    parent_id: None,
+                    depends_on,
+                    payload: Vec::new(),
+                    require_all_capabilities: rng.below(2) == 0,
+                };
+                // Half the subtasks come with learned factors for the candidates the store names
+                // (some left out, so the rule-based fallback is exercised too).
+                let learned =
+                    (rng.below(2) == 0).then(|| learned_factors(&state, &spec, now_ms, &mut rng));
+                state.assign_with(spec, learned, now_ms).unwrap();
             }
             6 | 7 => {
                 let held: Vec<(String, String, u64)> = state

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 
+use crate::domain::learned::{CandidateInfo, LearnedFactors};
 use crate::domain::performance::PerformanceSummary;
 use crate::domain::policy::RoutingPolicy;
 use crate::domain::specialist::{Availability, Registration, Specialist};
@@ -94,6 +95,20 @@ impl Store for MemoryStore {
     async fn assign(&self, spec: SubtaskSpec) -> StoreResult<AssignmentView> {
         let now_ms = self.now_ms();
         self.state.lock().assign(spec, now_ms)
+    }
+
+    async fn assign_with(
+        &self,
+        spec: SubtaskSpec,
+        learned: Option<LearnedFactors>,
+    ) -> StoreResult<AssignmentView> {
+        let now_ms = self.now_ms();
+        self.state.lock().assign_with(spec, learned, now_ms)
+    }
+
+    async fn candidates(&self, spec: &SubtaskSpec) -> StoreResult<Vec<CandidateInfo>> {
+        let now_ms = self.now_ms();
+        Ok(self.state.lock().candidates(spec, now_ms))
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {

@@ -2,9 +2,12 @@
 
 use std::ops::Bound;
 
+use crate::domain::learned::CandidateInfo;
 use crate::domain::performance::{PerformanceRecord, PerformanceSummary};
-use crate::domain::specialist::{Availability, Specialist};
-use crate::domain::subtask::{AssignmentView, Subtask, SubtaskState, WatchEvent, WatchEventKind};
+use crate::domain::specialist::{capabilities_suffice, Availability, Specialist};
+use crate::domain::subtask::{
+    AssignmentView, Subtask, SubtaskSpec, SubtaskState, WatchEvent, WatchEventKind,
+};
 use crate::store::{
     AvailabilityCounts, Page, PageRequest, QueuePage, QueuePosition, QueuedEntry, StoreError,
     StoreResult, TypeStats,
@@ -209,5 +212,59 @@ impl State {
             .collect();
         events.sort_by_key(WatchEvent::epoch);
         Ok(events)
+    }
+
+    /// Who could take a new subtask right now: the eligible specialists of its routed type.
+    pub fn candidates(&self, spec: &SubtaskSpec, now_ms: i64) -> Vec<CandidateInfo> {
+        if self.subtasks.contains_key(&spec.subtask_id) {
+            return Vec::new();
+        }
+        let waits = spec.depends_on.iter().any(|dependency_id| {
+            self.subtasks
+                .get(dependency_id)
+                .is_none_or(|dependency| dependency.state != SubtaskState::Completed)
+        });
+        if waits {
+            return Vec::new();
+        }
+        let routed_type = self.routed_type_for(
+            &spec.specialist_type,
+            &spec.required_capabilities,
+            spec.require_all_capabilities,
+        );
+        self.index
+            .free
+            .get(&routed_type)
+            .into_iter()
+            .flatten()
+            .filter_map(|(_, _, _, specialist_id)| self.specialists.get(specialist_id))
+            .filter(|specialist| {
+                specialist.free_slots(now_ms) > 0
+                    && capabilities_suffice(
+                        &specialist.capabilities,
+                        &spec.required_capabilities,
+                        spec.require_all_capabilities,
+                    )
+            })
+            .map(|specialist| {
+                let recent = self
+                    .performance
+                    .get(&specialist.specialist_id)
+                    .map(|record| &record.recent);
+                CandidateInfo {
+                    specialist_id: specialist.specialist_id.clone(),
+                    specialist_type: specialist.specialist_type.clone(),
+                    capabilities: specialist.capabilities.clone(),
+                    active: specialist.active.len() as u32,
+                    max_concurrency: specialist.max_concurrency,
+                    availability: specialist.availability,
+                    recent_successes: recent.map_or(0, |recent| {
+                        recent.iter().filter(|success| **success).count()
+                    }) as u32,
+                    recent_outcomes: recent.map_or(0, |recent| recent.len()) as u32,
+                    rule_performance: self.performance_factor(&specialist.specialist_id),
+                }
+            })
+            .collect()
     }
 }

@@ -41,10 +41,17 @@ impl State {
     /// index from the highest possible score down and stops once no remaining specialist could
     /// reach the best real score found: the same answer as scoring everyone.
     pub fn pick(&self, record: &SubtaskRecord, now_ms: i64) -> Option<(String, ScoreBreakdown)> {
+        let free = self.index.free.get(&record.routed_type)?;
         let mut best: Option<(Rank<'_>, ScoreBreakdown)> = None;
-        for (bound_bits, active, last_assigned_seq, specialist_id) in
-            self.index.free.get(&record.routed_type)?
-        {
+        if record.learned.is_some() {
+            // The index is ordered by the rule-based bound, which says nothing about learned
+            // factors: score everyone with room (still only the free ones, not the whole type).
+            for (_, _, _, specialist_id) in free {
+                self.consider(record, specialist_id, now_ms, &mut best);
+            }
+            return best.map(|(rank, breakdown)| (rank.specialist_id.to_string(), breakdown));
+        }
+        for (bound_bits, active, last_assigned_seq, specialist_id) in free {
             let bound = f64::from_bits(bound_bits.0);
             if let Some((rank, _)) = &best {
                 // Everyone from here on scores below the best, or at most ties it and loses the
@@ -100,14 +107,22 @@ impl State {
             return;
         }
         let active = specialist.active.len() as u32;
+        let rule_performance = self.performance_factor(specialist_id);
+        let (weights, performance) = match &record.learned {
+            Some(learned) => (
+                learned.weights(&self.policy.weights),
+                learned.performance_of(specialist_id, rule_performance),
+            ),
+            None => (self.policy.weights, rule_performance),
+        };
         let breakdown = score(
-            &self.policy.weights,
+            &weights,
             &spec.required_capabilities,
             CandidateFacts {
                 capabilities: &specialist.capabilities,
                 active,
                 availability: specialist.availability,
-                performance: self.performance_factor(specialist_id),
+                performance,
             },
         );
         let rank = Rank {

@@ -2,9 +2,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
+use crate::domain::learned::LearnedFactors;
 use crate::domain::performance::PerformanceRecord;
 use crate::domain::policy::RoutingPolicy;
 use crate::domain::specialist::{Availability, Specialist};
@@ -81,6 +83,8 @@ pub(super) struct SubtaskRecord {
     pub excluded: Vec<String>,
     pub detail: String,
     pub finished_at_ms: Option<i64>,
+    /// Learned performance factors it was submitted with; every pick for it uses them.
+    pub learned: Option<Arc<LearnedFactors>>,
 }
 
 pub(super) struct State {

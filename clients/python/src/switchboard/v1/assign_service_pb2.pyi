@@ -18,7 +18,7 @@ WATCH_EVENT_KIND_ASSIGNED: WatchEventKind
 WATCH_EVENT_KIND_REVOKED: WatchEventKind
 
 class AssignRequest(_message.Message):
-    __slots__ = ("subtask_id", "specialist_type", "required_capabilities", "priority", "parent_id", "depends_on", "payload", "require_all_capabilities")
+    __slots__ = ("subtask_id", "specialist_type", "required_capabilities", "priority", "parent_id", "depends_on", "payload", "require_all_capabilities", "description", "estimated_duration_ms")
     SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
     SPECIALIST_TYPE_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,8 @@ class AssignRequest(_message.Message):
     DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_ALL_CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
+    DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    ESTIMATED_DURATION_MS_FIELD_NUMBER: _ClassVar[int]
     subtask_id: str
     specialist_type: str
     required_capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -35,7 +37,9 @@ class AssignRequest(_message.Message):
     depends_on: _containers.RepeatedScalarFieldContainer[str]
     payload: bytes
     require_all_capabilities: bool
-    def __init__(self, subtask_id: _Optional[str] = ..., specialist_type: _Optional[str] = ..., required_capabilities: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parent_id: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., payload: _Optional[bytes] = ..., require_all_capabilities: _Optional[bool] = ...) -> None: ...
+    description: str
+    estimated_duration_ms: int
+    def __init__(self, subtask_id: _Optional[str] = ..., specialist_type: _Optional[str] = ..., required_capabilities: _Optional[_Iterable[str]] = ..., priority: _Optional[int] = ..., parent_id: _Optional[str] = ..., depends_on: _Optional[_Iterable[str]] = ..., payload: _Optional[bytes] = ..., require_all_capabilities: _Optional[bool] = ..., description: _Optional[str] = ..., estimated_duration_ms: _Optional[int] = ...) -> None: ...
 
 class AssignResponse(_message.Message):
     __slots__ = ("subtask_id", "assignment")

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from switchboard.v1 import types_pb2 as _types_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -72,16 +75,46 @@ class ScoringWeights(_message.Message):
     performance: float
     def __init__(self, capability: _Optional[float] = ..., load: _Optional[float] = ..., availability: _Optional[float] = ..., performance: _Optional[float] = ...) -> None: ...
 
+class HoldoutMetrics(_message.Message):
+    __slots__ = ("log_loss", "auc", "accuracy", "quality_mae", "examples")
+    LOG_LOSS_FIELD_NUMBER: _ClassVar[int]
+    AUC_FIELD_NUMBER: _ClassVar[int]
+    ACCURACY_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_MAE_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    log_loss: float
+    auc: float
+    accuracy: float
+    quality_mae: float
+    examples: int
+    def __init__(self, log_loss: _Optional[float] = ..., auc: _Optional[float] = ..., accuracy: _Optional[float] = ..., quality_mae: _Optional[float] = ..., examples: _Optional[int] = ...) -> None: ...
+
 class GetModelStatusResponse(_message.Message):
-    __slots__ = ("scorer", "weights", "performance_prior", "performance_window", "detail")
+    __slots__ = ("scorer", "weights", "performance_prior", "performance_window", "detail", "model_version", "training_set_size", "holdout", "last_trained_at", "examples", "trainings", "rejected_trainings", "learned_performance_weight")
     SCORER_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_PRIOR_FIELD_NUMBER: _ClassVar[int]
     PERFORMANCE_WINDOW_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_SET_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HOLDOUT_FIELD_NUMBER: _ClassVar[int]
+    LAST_TRAINED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TRAININGS_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_TRAININGS_FIELD_NUMBER: _ClassVar[int]
+    LEARNED_PERFORMANCE_WEIGHT_FIELD_NUMBER: _ClassVar[int]
     scorer: str
     weights: ScoringWeights
     performance_prior: float
     performance_window: int
     detail: str
-    def __init__(self, scorer: _Optional[str] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., performance_prior: _Optional[float] = ..., performance_window: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+    model_version: int
+    training_set_size: int
+    holdout: HoldoutMetrics
+    last_trained_at: _timestamp_pb2.Timestamp
+    examples: int
+    trainings: int
+    rejected_trainings: int
+    learned_performance_weight: float
+    def __init__(self, scorer: _Optional[str] = ..., weights: _Optional[_Union[ScoringWeights, _Mapping]] = ..., performance_prior: _Optional[float] = ..., performance_window: _Optional[int] = ..., detail: _Optional[str] = ..., model_version: _Optional[int] = ..., training_set_size: _Optional[int] = ..., holdout: _Optional[_Union[HoldoutMetrics, _Mapping]] = ..., last_trained_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., examples: _Optional[int] = ..., trainings: _Optional[int] = ..., rejected_trainings: _Optional[int] = ..., learned_performance_weight: _Optional[float] = ...) -> None: ...

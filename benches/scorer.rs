@@ -1,0 +1,125 @@
+//! What learned scoring adds to one Assign: features, the round trip to the inference thread, the
+//! forward pass over every candidate and the factors, at 10, 100 and 1,000 candidates. The model is
+//! trained first on outcomes of the simulator's world (a real model, not placeholder weights).
+
+use std::sync::Arc;
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
+use switchboard::domain::learned::CandidateInfo;
+use switchboard::domain::specialist::Availability;
+use switchboard::domain::subtask::CompletionReport;
+use switchboard::engine::checkpoints::MemoryCheckpoints;
+use switchboard::engine::features::{encode, SparseRow};
+use switchboard::engine::trainer::TrainerSettings;
+use switchboard::engine::{EngineSettings, LearnedEngine};
+use switchboard::simulate::world::{Scenario, World};
+
+const FLEET: usize = 1_000;
+
+fn world() -> World {
+    World::new(Scenario {
+        seed: 5,
+        subtasks: 3_000,
+        specialists: FLEET,
+        capabilities: 8,
+        capabilities_per_specialist: 3,
+        skill_spread: 0.9,
+        load: 0.7,
+        max_concurrency: 2,
+        mean_duration_ms: 1_000.0,
+        drift_at: 0,
+        drift_share: 0.0,
+    })
+}
+
+fn candidates(world: &World) -> Vec<CandidateInfo> {
+    world
+        .specialists
+        .iter()
+        .map(|specialist| CandidateInfo {
+            specialist_id: specialist.specialist_id.clone(),
+            specialist_type: "general".into(),
+            capabilities: specialist.capability_names(),
+            active: 0,
+            max_concurrency: 2,
+            availability: Availability::Online,
+            recent_successes: 3,
+            recent_outcomes: 5,
+            rule_performance: 0.7,
+        })
+        .collect()
+}
+
+/// An engine whose model was trained on the world's outcomes (subtask i done by specialist i).
+fn trained_engine(world: &World, fleet: &[CandidateInfo]) -> LearnedEngine {
+    let engine = LearnedEngine::start(
+        EngineSettings {
+            trainer: TrainerSettings::default(),
+            train_every_reports: 1_000,
+            train_every: None,
+            background_training: false,
+            ..EngineSettings::default()
+        },
+        Arc::new(MemoryCheckpoints::default()),
+    )
+    .expect("engine starts");
+    for subtask in &world.subtasks {
+        let specialist = subtask.index % FLEET;
+        let subtask_id = format!("s{}", subtask.index);
+        let candidate = std::slice::from_ref(&fleet[specialist]);
+        engine
+            .factors_blocking(&subtask_id, world.context(subtask), candidate)
+            .expect("factors");
+        let outcome = world.outcome(specialist, subtask);
+        engine.observe(&CompletionReport {
+            subtask_id,
+            specialist_id: fleet[specialist].specialist_id.clone(),
+            epoch: 1,
+            success: outcome.success,
+            completion_time_ms: outcome.duration_ms as u64,
+            quality_score: outcome.quality,
+            detail: String::new(),
+        });
+    }
+    assert_eq!(
+        engine.status().scorer,
+        "learned",
+        "{}",
+        engine.status().detail
+    );
+    engine
+}
+
+fn bench_scorer(criterion: &mut Criterion) {
+    // As the server binary does before any thread starts: candle on one thread.
+    switchboard::config::configure_model_threads();
+    let world = world();
+    let fleet = candidates(&world);
+    let engine = trained_engine(&world, &fleet);
+    let model = engine.model().expect("a model serves");
+    let subtask = &world.subtasks[0];
+    let mut group = criterion.benchmark_group("learned factors per Assign");
+    for count in [10, 100, 1_000] {
+        let some = &fleet[..count];
+        group.bench_with_input(BenchmarkId::new("engine", count), &count, |bencher, _| {
+            bencher.iter(|| {
+                engine
+                    .factors_blocking("bench", world.context(subtask), black_box(some))
+                    .expect("factors")
+            })
+        });
+        let rows: Vec<SparseRow> = some
+            .iter()
+            .map(|candidate| encode(&world.context(subtask), candidate))
+            .collect();
+        group.bench_with_input(
+            BenchmarkId::new("forward only", count),
+            &count,
+            |bencher, _| bencher.iter(|| model.predict(black_box(&rows))),
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_scorer);
+criterion_main!(benches);
