@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 
+use switchboard::domain::learned::LearnedFactors;
 use switchboard::domain::policy::RoutingPolicy;
 use switchboard::domain::specialist::{Availability, Registration};
 use switchboard::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec};
@@ -65,6 +66,8 @@ enum Op {
         priority: i32,
         depends: u8,
         require_all: bool,
+        /// Learned factors: weight in tenths and a seed for the per-candidate factors.
+        learned: Option<(u8, u32)>,
     },
     Report {
         subtask: usize,
@@ -92,9 +95,12 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..SPECIALISTS, proptest::option::of(0..5usize))
             .prop_map(|(specialist, availability)| Op::Heartbeat { specialist, availability }),
         1 => (0..SPECIALISTS).prop_map(|specialist| Op::Deregister { specialist }),
-        6 => (0..SUBTASKS, 0..2usize, 0..8u8, -1..=1i32, proptest::option::weighted(0.3, 0..16u8), any::<bool>())
-            .prop_map(|(subtask, type_index, caps, priority, depends, require_all)| Op::Assign {
-                subtask, type_index, caps, priority, depends: depends.unwrap_or(0), require_all
+        6 => (
+            (0..SUBTASKS, 0..2usize, 0..8u8, -1..=1i32),
+            (proptest::option::weighted(0.3, 0..16u8), any::<bool>(), proptest::option::of((0..=10u8, any::<u32>()))),
+        )
+            .prop_map(|((subtask, type_index, caps, priority), (depends, require_all, learned))| Op::Assign {
+                subtask, type_index, caps, priority, depends: depends.unwrap_or(0), require_all, learned
             }),
         4 => (0..SUBTASKS, any::<bool>(), proptest::bool::weighted(0.1))
             .prop_map(|(subtask, success, stale)| Op::Report { subtask, success, stale }),
@@ -215,6 +221,7 @@ impl Pair {
                 priority,
                 depends,
                 require_all,
+                learned,
             } => {
                 let depends_on: Vec<String> = (0..4)
                     .filter(|bit| depends & (1 << bit) != 0 && *bit != subtask)
@@ -230,7 +237,29 @@ impl Pair {
                     payload: vec![subtask as u8, 0xff, 0],
                     require_all_capabilities: require_all,
                 };
-                both!("assign", |store| store.assign(spec.clone()));
+                both!("candidates", |store| store.candidates(&spec));
+                let factors = match learned {
+                    None => None,
+                    Some((weight, seed)) => {
+                        let candidates = self.reference.candidates(&spec).await.unwrap();
+                        let performance = candidates
+                            .iter()
+                            .enumerate()
+                            .filter(|(index, _)| (seed >> (index % 16)) & 3 != 0)
+                            .map(|(index, candidate)| {
+                                let factor =
+                                    f64::from((seed.rotate_left(index as u32 * 5)) % 101) / 100.0;
+                                (candidate.specialist_id.clone(), factor)
+                            })
+                            .collect();
+                        Some(LearnedFactors {
+                            performance_weight: f64::from(weight) / 10.0,
+                            performance,
+                        })
+                    }
+                };
+                both!("assign", |store| store
+                    .assign_with(spec.clone(), factors.clone()));
             }
             Op::Report {
                 subtask,

@@ -23,8 +23,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tracing::warn;
 
+use crate::domain::learned::{CandidateInfo, LearnedFactors};
 use crate::domain::performance::{PerformanceRecord, PerformanceSummary};
 use crate::domain::policy::RoutingPolicy;
+use crate::domain::policy::ScoringWeights;
 use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
     AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, WatchEvent,
@@ -88,6 +90,7 @@ pub struct RedisStore {
     meta_key: String,
     prefix: String,
     policy_json: String,
+    weights: ScoringWeights,
     clock: Option<Arc<dyn Clock>>,
     breaker: CircuitBreaker,
     command_timeout: Duration,
@@ -123,6 +126,7 @@ impl RedisStore {
             meta_key: format!("{prefix}meta"),
             prefix,
             policy_json: policy_json(policy, config.outbox, config.outbox_bound),
+            weights: policy.weights,
             clock,
             breaker: CircuitBreaker::new("redis", config.breaker),
             command_timeout: config.command_timeout,
@@ -413,6 +417,12 @@ struct ExpiryReply {
 }
 
 #[derive(Deserialize)]
+struct CandidatesReply {
+    #[serde(deserialize_with = "lenient_list")]
+    candidates: Vec<wire::CandidateWire>,
+}
+
+#[derive(Deserialize)]
 struct InFlightReply {
     #[serde(deserialize_with = "lenient_list")]
     events: Vec<EventWire>,
@@ -509,7 +519,16 @@ impl Store for RedisStore {
     }
 
     async fn assign(&self, spec: SubtaskSpec) -> StoreResult<AssignmentView> {
-        match self.assign_in_redis(&spec).await {
+        self.assign_with(spec, None).await
+    }
+
+    async fn assign_with(
+        &self,
+        spec: SubtaskSpec,
+        learned: Option<LearnedFactors>,
+    ) -> StoreResult<AssignmentView> {
+        let learned = learned.map(|factors| wire::learned_json(&factors, &self.weights));
+        match self.assign_in_redis_with(&spec, learned.as_deref()).await {
             Err(StoreError::Unavailable(redis_down)) => {
                 let Some(pending) = &self.pending else {
                     return Err(StoreError::Unavailable(redis_down));
@@ -523,6 +542,26 @@ impl Store for RedisStore {
             }
             result => result,
         }
+    }
+
+    async fn candidates(&self, spec: &SubtaskSpec) -> StoreResult<Vec<CandidateInfo>> {
+        let reply: CandidatesReply = self
+            .call(
+                &self.scripts.candidates,
+                json!({
+                    "subtask_id": spec.subtask_id,
+                    "specialist_type": spec.specialist_type,
+                    "required_capabilities": spec.required_capabilities,
+                    "require_all_capabilities": spec.require_all_capabilities,
+                    "depends_on": spec.depends_on,
+                }),
+            )
+            .await?;
+        reply
+            .candidates
+            .into_iter()
+            .map(wire::CandidateWire::into_domain)
+            .collect()
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {

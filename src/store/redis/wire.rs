@@ -9,7 +9,8 @@ use base64::Engine as _;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::policy::RoutingPolicy;
+use crate::domain::learned::{CandidateInfo, LearnedFactors};
+use crate::domain::policy::{RoutingPolicy, ScoringWeights};
 use crate::domain::scoring::{Factor, ScoreBreakdown};
 use crate::domain::specialist::{Availability, Specialist};
 use crate::domain::subtask::{
@@ -298,6 +299,52 @@ impl EventWire {
                 spec: spec_from_json(&spec)?,
                 created_at_ms,
             },
+        })
+    }
+}
+
+/// Learned factors as a subtask keeps them in Redis: the weights to score with (already scaled, so
+/// both stores use the very same numbers) and the per-specialist performance factors.
+pub fn learned_json(factors: &LearnedFactors, base: &ScoringWeights) -> String {
+    let weights = factors.weights(base);
+    serde_json::json!({
+        "weights": {
+            "capability": weights.capability,
+            "load": weights.load,
+            "availability": weights.availability,
+            "performance": weights.performance,
+        },
+        "performance": factors.performance,
+    })
+    .to_string()
+}
+
+#[derive(Deserialize)]
+pub struct CandidateWire {
+    pub specialist_id: String,
+    pub specialist_type: String,
+    #[serde(deserialize_with = "lenient_list")]
+    pub capabilities: Vec<String>,
+    pub active: u32,
+    pub max_concurrency: u32,
+    pub availability: String,
+    pub recent_successes: u32,
+    pub recent_outcomes: u32,
+    pub rule_performance: String,
+}
+
+impl CandidateWire {
+    pub fn into_domain(self) -> StoreResult<CandidateInfo> {
+        Ok(CandidateInfo {
+            specialist_id: self.specialist_id,
+            specialist_type: self.specialist_type,
+            capabilities: self.capabilities,
+            active: self.active,
+            max_concurrency: self.max_concurrency,
+            availability: availability_from(&self.availability)?,
+            recent_successes: self.recent_successes,
+            recent_outcomes: self.recent_outcomes,
+            rule_performance: float(&self.rule_performance)?,
         })
     }
 }
