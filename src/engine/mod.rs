@@ -24,6 +24,8 @@ pub enum EngineError {
     Candle(#[from] candle_core::Error),
     #[error("model checkpoint rejected: {0}")]
     Checkpoint(String),
+    #[error("checkpoint storage: {0}")]
+    Storage(String),
     #[error("the scorer thread is gone")]
     ScorerGone,
     #[error("cannot start the {0} thread: {1}")]

@@ -51,7 +51,7 @@ impl Default for TrainerSettings {
 }
 
 /// How well a model (or the rules) predicted the held-out reports.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize)]
 pub struct HoldoutMetrics {
     /// Mean binary cross-entropy of P(success); lower is better.
     pub log_loss: f64,

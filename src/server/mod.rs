@@ -29,7 +29,7 @@ use crate::api::rate_limit::RateLimiter;
 use crate::api::register::RegisterApi;
 use crate::api::ApiContext;
 use crate::config::ServeConfig;
-use crate::engine::checkpoints::MemoryCheckpoints;
+use crate::engine::checkpoints::{CheckpointStore, MemoryCheckpoints};
 use crate::engine::LearnedEngine;
 use crate::pb;
 use crate::pb::assign_service_server::AssignServiceServer;
@@ -117,17 +117,25 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<RunningServer> {
     }
 }
 
-/// Starts a server on the given store.
+/// Starts a server on the given store (model checkpoints, if learning, kept in memory).
 pub async fn start_with_store(
     config: ServeConfig,
     store: Arc<dyn Store>,
+) -> anyhow::Result<RunningServer> {
+    start_with_store_and_checkpoints(config, store, Arc::new(MemoryCheckpoints::default())).await
+}
+
+/// Starts a server on the given store, keeping the learned scorer's checkpoints in `checkpoints`.
+pub async fn start_with_store_and_checkpoints(
+    config: ServeConfig,
+    store: Arc<dyn Store>,
+    checkpoints: Arc<dyn CheckpointStore>,
 ) -> anyhow::Result<RunningServer> {
     let policy = config.routing_policy()?;
     let engine = match config.engine_settings()? {
         None => None,
         Some(settings) => {
-            // The embedded store keeps checkpoints in memory.
-            let engine = LearnedEngine::start(settings, Arc::new(MemoryCheckpoints::default()))
+            let engine = LearnedEngine::start(settings, checkpoints)
                 .context("starting the learned scorer")?;
             info!(scorer = engine.status().scorer, "learned scoring on");
             Some(engine)

@@ -16,7 +16,10 @@ use crate::store::redis::rebuild;
 use crate::store::redis::relay::{self, RelayConfig};
 use crate::store::redis::{RedisStore, RedisStoreConfig};
 
-use super::{start_with_store, RunningServer};
+use crate::engine::checkpoints::{CheckpointStore, MemoryCheckpoints};
+use crate::store::postgres::checkpoints::PgCheckpoints;
+
+use super::{start_with_store_and_checkpoints, RunningServer};
 
 /// Postgres connections per replica (relay, pending subtasks).
 const POSTGRES_POOL_SIZE: usize = 8;
@@ -64,7 +67,11 @@ pub async fn start(
         }
     }
     let store = Arc::new(store);
-    let running = start_with_store(config, store.clone()).await?;
+    let checkpoints: Arc<dyn CheckpointStore> = match &config.database_url {
+        Some(database_url) => Arc::new(PgCheckpoints::new(database_url.clone())),
+        None => Arc::new(MemoryCheckpoints::default()),
+    };
+    let running = start_with_store_and_checkpoints(config, store.clone(), checkpoints).await?;
     if let Some(pool) = postgres_pool {
         let client = redis::Client::open(redis_config.url.as_str())?;
         let stop = running.stop_token();

@@ -8,6 +8,7 @@
 //!   one row into one write; `columns`: domain values as column values.
 //! - `error`: `PgError`, whether a retry can help, and its `StoreError` form.
 
+pub mod checkpoints;
 mod collapse;
 pub mod columns;
 pub mod error;
