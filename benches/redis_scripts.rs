@@ -82,7 +82,7 @@ async fn register_fleet(store: &RedisStore, specialists: usize) {
 
 /// Queues subtasks nobody can serve until `target` are waiting.
 async fn grow_queue(store: &RedisStore, from: usize, target: usize) {
-    for chunk in (from..target).collect::<Vec<_>>().chunks(64) {
+    for chunk in (from..target).collect::<Vec<_>>().chunks(16) {
         join_all(
             chunk
                 .iter()

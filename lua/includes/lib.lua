@@ -376,6 +376,10 @@ end
 -- stops once nobody left could beat the best real score (equal bounds are in tie-break order).
 -- With learned factors the index's rule-based bound says nothing: everyone with room is scored.
 local function pick(record)
+  -- Nobody of the type has the capabilities: no need to look at who has room.
+  if #record.required > 0 and not any_capable(record.rtype, record.required, record.require_all) then
+    return nil
+  end
   local prune = not record.learned
   local best = nil
   local excluded = excluded_set(record)
