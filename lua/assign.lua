@@ -40,7 +40,7 @@ local require_all = ARGS.require_all_capabilities
 local routed_type = routed_type_for(ARGS.specialist_type, required, require_all)
 local all_flag = '0'
 if require_all then all_flag = '1' end
-rcall('HSET', key('sub', subtask_id), 'spec', ARGS.spec, 'created', NOW, 'state', 'BLOCKED',
+sub_write('HSET', subtask_id, 'spec', ARGS.spec, 'created', NOW, 'state', 'BLOCKED',
   'attempt', 1, 'rtype', routed_type, 'holder', '', 'epoch', 0, 'qs', '', 'enq', NOW,
   'waiting', '[]', 'excl', '[]', 'detail', '', 'fin', '', 'caps', encode_list(required),
   'all', all_flag, 'prio', ARGS.priority, 'lf', ARGS.learned or '')

@@ -20,10 +20,10 @@ if record.state == 'QUEUED' then take_from_queue(subtask_id) end
 if record.state == 'BLOCKED' then unblock(subtask_id) end
 local detail = 'cancelled'
 if ARGS.reason ~= '' then detail = 'cancelled: ' .. ARGS.reason end
-rcall('HSET', key('sub', subtask_id), 'state', 'CANCELLED', 'detail', detail, 'fin', NOW)
+sub_write('HSET', subtask_id, 'state', 'CANCELLED', 'detail', detail, 'fin', NOW)
 local holder = holder_of(record)
 if holder then
-  rcall('HSET', key('sub', subtask_id), 'holder', '')
+  sub_write('HSET', subtask_id, 'holder', '')
   publish_revoked(holder, subtask_id)
   if free_holder_slot(holder.specialist_id, subtask_id) then
     drain_for(holder.specialist_id)

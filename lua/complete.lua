@@ -32,6 +32,7 @@ rcall('HINCRBY', perf_key, 'completed', 1)
 if ARGS.success then rcall('HINCRBY', perf_key, 'succeeded', 1) end
 rcall('HSET', perf_key, 'qsum', fmt(quality_sum), 'tsum', fmt(time_sum), 'w', recent,
   'pf', fmt(factor_value))
+performance_forget(specialist_id)
 reindex_free(specialist_id)
 if holder_type then drain_for(specialist_id) end
 local detail = ARGS.detail

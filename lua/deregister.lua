@@ -16,12 +16,14 @@ rcall('ZREM', key('specs', spec.type), specialist_id)
 for _, capability in ipairs(spec.caps) do
   rcall('SREM', key('cap', spec.type, capability), specialist_id)
 end
+capabilities_changed()
 if spec.fm and spec.fm ~= '' then
   rcall('ZREM', key('free', spec.type), spec.fm)
 end
 rcall('ZREM', key('leases'), specialist_id)
 local held = held_oldest_last(specialist_id)
 rcall('DEL', key('spec', specialist_id), key('held', specialist_id))
+spec_forget(specialist_id)
 for _, subtask_id in ipairs(held) do
   local revoked = holder_of(sub_get(subtask_id))
   requeue_or_fail(subtask_id, false, 'specialist ' .. specialist_id .. ' deregistered')

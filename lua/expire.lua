@@ -15,7 +15,7 @@ for _, specialist_id in ipairs(lapsed) do
   rcall('ZREM', key('leases'), specialist_id)
   local spec = spec_get(specialist_id)
   if spec and (spec.avail ~= 'offline' or spec.active > 0) then
-    rcall('HSET', key('spec', specialist_id), 'avail', 'offline', 'active', 0)
+    spec_write('HSET', specialist_id, 'avail', 'offline', 'active', 0)
     local held = held_oldest_last(specialist_id)
     rcall('DEL', key('held', specialist_id))
     reindex_free(specialist_id)

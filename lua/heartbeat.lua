@@ -16,7 +16,7 @@ if availability == nil or availability == cjson.null then
   if spec.avail == 'offline' then availability = 'online' else availability = spec.avail end
 end
 local lease = NOW + POLICY.lease_ttl_ms
-rcall('HSET', key('spec', specialist_id), 'avail', availability, 'hb', NOW, 'lease', lease)
+spec_write('HSET', specialist_id, 'avail', availability, 'hb', NOW, 'lease', lease)
 rcall('ZADD', key('leases'), lease, specialist_id)
 reindex_free(specialist_id)
 if not could_take_work and can_take_work(spec_get(specialist_id)) then

@@ -31,11 +31,11 @@ if existing then
       .. '; deregister it before registering it as ' .. spec_type)
   end
   old_caps = existing.caps
-  rcall('HSET', key('spec', specialist_id), 'caps', caps_json, 'max', max_concurrency,
+  spec_write('HSET', specialist_id, 'caps', caps_json, 'max', max_concurrency,
     'labels', ARGS.labels, 'avail', ARGS.availability, 'hb', NOW, 'lease', lease)
 else
   created = true
-  rcall('HSET', key('spec', specialist_id), 'type', spec_type, 'caps', caps_json,
+  spec_write('HSET', specialist_id, 'type', spec_type, 'caps', caps_json,
     'max', max_concurrency, 'labels', ARGS.labels, 'avail', ARGS.availability, 'reg', NOW,
     'hb', NOW, 'lease', lease, 'active', 0, 'lseq', 0, 'fm', '')
   rcall('ZADD', key('specs'), 0, specialist_id)
@@ -47,6 +47,7 @@ end
 for _, capability in ipairs(ARGS.capabilities) do
   rcall('SADD', key('cap', spec_type, capability), specialist_id)
 end
+capabilities_changed()
 rcall('ZADD', key('leases'), lease, specialist_id)
 reindex_free(specialist_id)
 drain_for(specialist_id)

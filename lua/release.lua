@@ -13,7 +13,7 @@ if refused then return refused end
 local holder_type = free_holder_slot(specialist_id, subtask_id)
 local excluded = decode_list(rcall('HGET', key('sub', subtask_id), 'excl'))
 table.insert(excluded, specialist_id)
-rcall('HSET', key('sub', subtask_id), 'excl', cjson.encode(excluded))
+sub_write('HSET', subtask_id, 'excl', cjson.encode(excluded))
 local detail = 'released by specialist ' .. specialist_id
 if ARGS.reason ~= '' then detail = detail .. ': ' .. ARGS.reason end
 if holder_type then drain_for(specialist_id) end

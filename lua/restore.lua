@@ -18,7 +18,7 @@ if ARGS.subtask then
   if spec.require_all_capabilities then all_flag = '1' end
   local finished = subtask.finished_at_ms
   if finished == nil or finished == cjson.null then finished = '' end
-  rcall('HSET', key('sub', spec.subtask_id), 'spec', subtask.spec,
+  sub_write('HSET', spec.subtask_id, 'spec', subtask.spec,
     'created', subtask.created_at_ms, 'state', subtask.state, 'attempt', subtask.attempt,
     'rtype', subtask.routed_type, 'holder', '', 'epoch', 0, 'qs', '', 'enq', subtask.created_at_ms,
     'waiting', '[]', 'excl', '[]', 'detail', subtask.detail, 'fin', finished,
@@ -32,4 +32,5 @@ local _, successes = string.gsub(recent, '1', '1')
 rcall('HSET', perf_key, 'completed', perf.completed, 'succeeded', perf.succeeded,
   'qsum', perf.quality_sum, 'tsum', perf.time_sum, 'w', recent,
   'pf', fmt((successes + PRIOR_WEIGHT * PRIOR) / (#recent + PRIOR_WEIGHT)))
+performance_forget(perf.specialist_id)
 return done({restored = true})

@@ -58,7 +58,7 @@ local function fmt(number)
 end
 
 local function decode_list(text)
-  if text == nil or text == false or text == '' then
+  if text == nil or text == false or text == '' or text == '[]' then
     return {}
   end
   return cjson.decode(text)
@@ -76,17 +76,38 @@ end
 local SPEC_FIELDS = {'type', 'caps', 'max', 'labels', 'avail', 'reg', 'hb', 'lease', 'active',
   'lseq', 'fm'}
 
+-- Records read in this call (false: known missing). A step reads the same records many times;
+-- every write goes through spec_write / sub_write, which drop the copy. Records are never
+-- changed in place, so a caller's record stays as it was read.
+local SPECS = {}
+
 local function spec_get(id)
+  local cached = SPECS[id]
+  if cached ~= nil then
+    return cached or nil
+  end
   local values = rcall('HMGET', key('spec', id), unpack(SPEC_FIELDS))
   if not values[1] then
+    SPECS[id] = false
     return nil
   end
-  return {
+  local spec = {
     id = id, type = values[1], caps = decode_list(values[2]), caps_json = values[2],
     max = tonumber(values[3]), labels = values[4], avail = values[5], reg = tonumber(values[6]),
     hb = tonumber(values[7]), lease = tonumber(values[8]), active = tonumber(values[9]),
     lseq = tonumber(values[10]), fm = values[11]
   }
+  SPECS[id] = spec
+  return spec
+end
+
+local function spec_write(command, id, ...)
+  SPECS[id] = nil
+  return rcall(command, key('spec', id), ...)
+end
+
+local function spec_forget(id)
+  SPECS[id] = nil
 end
 
 local function can_take_work(spec)
@@ -100,12 +121,22 @@ local function free_slots(spec)
   return math.max(spec.max - spec.active, 0)
 end
 
+local PERFORMANCE = {}
+
 local function performance_factor(id)
-  local factor = rcall('HGET', key('perf', id), 'pf')
-  if not factor then
-    return PRIOR
+  local cached = PERFORMANCE[id]
+  if cached then
+    return cached
   end
-  return tonumber(factor)
+  local factor = rcall('HGET', key('perf', id), 'pf')
+  if factor then factor = tonumber(factor) else factor = PRIOR end
+  PERFORMANCE[id] = factor
+  return factor
+end
+
+-- After a write to the specialist's performance record.
+local function performance_forget(id)
+  PERFORMANCE[id] = nil
 end
 
 local AVAILABILITY_FACTOR = {online = 1.0, idle = 0.9, busy = 0.7, away = 0.3, offline = 0.0}
@@ -162,22 +193,27 @@ local function free_member(active, lseq, id)
 end
 
 -- Re-files a specialist in its type's free index (who has room, best possible score first).
+-- Moves the specialist's free-index entry to where `active` and `lseq` put it; returns the new
+-- member ('' when it has no room). The caller stores the member in the record's `fm`.
+local function refile_free(spec, active, lseq)
+  if spec.fm and spec.fm ~= '' then
+    rcall('ZREM', key('free', spec.type), spec.fm)
+  end
+  if spec.avail == 'offline' or active >= spec.max then
+    return ''
+  end
+  local bound = score({}, {}, active, spec.avail, performance_factor(spec.id)).score
+  local member = free_member(active, lseq, spec.id)
+  rcall('ZADD', key('free', spec.type), -bound, member)
+  return member
+end
+
 local function reindex_free(id)
   local spec = spec_get(id)
   if not spec then
     return
   end
-  if spec.fm and spec.fm ~= '' then
-    rcall('ZREM', key('free', spec.type), spec.fm)
-  end
-  if spec.avail == 'offline' or spec.active >= spec.max then
-    rcall('HSET', key('spec', id), 'fm', '')
-    return
-  end
-  local bound = score({}, {}, spec.active, spec.avail, performance_factor(id)).score
-  local member = free_member(spec.active, spec.lseq, id)
-  rcall('ZADD', key('free', spec.type), -bound, member)
-  rcall('HSET', key('spec', id), 'fm', member)
+  spec_write('HSET', id, 'fm', refile_free(spec, spec.active, spec.lseq))
 end
 
 local function caps_set_of(caps)
@@ -196,8 +232,16 @@ local function capabilities_suffice(caps_set, required, require_all)
   return matched > 0
 end
 
+-- Answers of any_capable in this call; register and deregister (which change who is registered)
+-- call capabilities_changed.
+local CAPABLE = {}
+
+local function capabilities_changed()
+  CAPABLE = {}
+end
+
 -- Whether any registered specialist of the type (whatever its availability) could serve it.
-local function any_capable(spec_type, required, require_all)
+local function any_capable_uncached(spec_type, required, require_all)
   if rcall('ZCARD', key('specs', spec_type)) == 0 then
     return false
   end
@@ -219,6 +263,17 @@ local function any_capable(spec_type, required, require_all)
   return rcall(unpack(command)) > 0
 end
 
+local function any_capable(spec_type, required, require_all)
+  local question = spec_type .. '\0' .. table.concat(required, '\0') .. '\0'
+    .. tostring(require_all)
+  local answer = CAPABLE[question]
+  if answer == nil then
+    answer = any_capable_uncached(spec_type, required, require_all)
+    CAPABLE[question] = answer
+  end
+  return answer
+end
+
 local function routed_type_for(requested, required, require_all)
   if any_capable(requested, required, require_all) then
     return requested
@@ -236,9 +291,21 @@ end
 local SUB_FIELDS = {'spec', 'created', 'state', 'attempt', 'rtype', 'holder', 'epoch', 'at', 'bd',
   'qs', 'enq', 'waiting', 'excl', 'detail', 'fin', 'caps', 'all', 'prio', 'lf'}
 
+local SUBS = {}
+
+local function sub_write(command, id, ...)
+  SUBS[id] = nil
+  return rcall(command, key('sub', id), ...)
+end
+
 local function sub_get(id)
+  local cached = SUBS[id]
+  if cached ~= nil then
+    return cached or nil
+  end
   local values = rcall('HMGET', key('sub', id), unpack(SUB_FIELDS))
   if not values[1] then
+    SUBS[id] = false
     return nil
   end
   local record = {id = id}
@@ -254,7 +321,16 @@ local function sub_get(id)
     -- Learned factors it was submitted with: {weights, performance: {specialist id: factor}}.
     record.learned = cjson.decode(record.lf)
   end
+  SUBS[id] = record
   return record
+end
+
+-- The decoded score breakdown of the current holder, decoded once per record read.
+local function breakdown_of(record)
+  if record.breakdown == nil then
+    record.breakdown = cjson.decode(record.bd)
+  end
+  return record.breakdown
 end
 
 local function queue_rank(rtype, subtask_id)
@@ -276,7 +352,7 @@ local function view_of(record, holder_override)
   elseif record.holder and record.holder ~= '' then
     view.holder = {
       specialist_id = record.holder, epoch = record.epoch, assigned_at_ms = tonumber(record.at),
-      breakdown = cjson.decode(record.bd)
+      breakdown = breakdown_of(record)
     }
   end
   if record.state == 'QUEUED' then view.queue_position = queue_rank(record.rtype, record.id) end
@@ -287,7 +363,7 @@ local function holder_of(record)
   if not record.holder or record.holder == '' then return nil end
   return {
     specialist_id = record.holder, epoch = record.epoch, assigned_at_ms = tonumber(record.at),
-    breakdown = cjson.decode(record.bd)
+    breakdown = breakdown_of(record)
   }
 end
 
@@ -311,6 +387,9 @@ end
 
 -- One SubtaskChanged event per subtask this step changed, with the state it ended in.
 local function flush_changes()
+  if not POLICY.outbox then
+    return
+  end
   for _, subtask_id in ipairs(TOUCHED_ORDER) do
     local record = sub_get(subtask_id)
     if record then
@@ -320,7 +399,7 @@ local function flush_changes()
       }
       if record.holder and record.holder ~= '' then
         event.specialist_id = record.holder
-        event.breakdown = cjson.decode(record.bd)
+        event.breakdown = breakdown_of(record)
       end
       outbox(event)
     end
@@ -385,7 +464,8 @@ local function pick(record)
   local excluded = excluded_set(record)
   local free_key = key('free', record.rtype)
   local offset = 0
-  local batch = 64
+  -- The walk usually stops within the first few entries: start small, grow up to 64.
+  local batch = 8
   while true do
     local entries = rcall('ZRANGE', free_key, '-inf', '+inf', 'BYSCORE', 'LIMIT', offset, batch,
       'WITHSCORES')
@@ -406,6 +486,7 @@ local function pick(record)
     end
     if #entries < batch * 2 then break end
     offset = offset + batch
+    batch = math.min(batch * 4, 64)
   end
   return best
 end
@@ -413,10 +494,11 @@ end
 local function hand_out(subtask_id, specialist_id, breakdown)
   local epoch = rcall('INCR', key('epoch'))
   local assign_seq = rcall('INCR', key('aseq'))
-  rcall('HINCRBY', key('spec', specialist_id), 'active', 1)
-  rcall('HSET', key('spec', specialist_id), 'lseq', assign_seq)
-  reindex_free(specialist_id)
-  rcall('HSET', key('sub', subtask_id), 'state', 'ASSIGNED', 'holder', specialist_id,
+  local spec = spec_get(specialist_id)
+  local active = spec.active + 1
+  local member = refile_free(spec, active, assign_seq)
+  spec_write('HSET', specialist_id, 'active', active, 'lseq', assign_seq, 'fm', member)
+  sub_write('HSET', subtask_id, 'state', 'ASSIGNED', 'holder', specialist_id,
     'epoch', epoch, 'at', NOW, 'bd', breakdown_json(breakdown))
   rcall('ZADD', key('held', specialist_id), epoch, subtask_id)
   touch(subtask_id)
@@ -443,7 +525,7 @@ local function enqueue(subtask_id, at_head)
     rcall('ZADD', index_key, queue_score, subtask_id)
   end
   rcall('ZADD', key('qage', record.rtype), NOW, subtask_id)
-  rcall('HSET', key('sub', subtask_id), 'state', 'QUEUED', 'qs', fmt(queue_score), 'enq', NOW)
+  sub_write('HSET', subtask_id, 'state', 'QUEUED', 'qs', fmt(queue_score), 'enq', NOW)
   touch(subtask_id)
 end
 
@@ -455,7 +537,7 @@ local function take_from_queue(subtask_id)
     rcall('ZREM', index_key, subtask_id)
   end
   rcall('ZREM', key('qage', record.rtype), subtask_id)
-  rcall('HSET', key('sub', subtask_id), 'qs', '')
+  sub_write('HSET', subtask_id, 'qs', '')
 end
 
 local function route_ready(subtask_id)
@@ -536,7 +618,7 @@ local function free_holder_slot(specialist_id, subtask_id)
   local spec = spec_get(specialist_id)
   if not spec then return nil end
   if rcall('ZREM', key('held', specialist_id), subtask_id) == 1 then
-    rcall('HINCRBY', key('spec', specialist_id), 'active', -1)
+    spec_write('HINCRBY', specialist_id, 'active', -1)
   end
   reindex_free(specialist_id)
   return spec.type
@@ -550,14 +632,14 @@ local function finish(subtask_id, state, detail)
     table.insert(fields, 'detail')
     table.insert(fields, detail)
   end
-  rcall('HSET', key('sub', subtask_id), unpack(fields))
+  sub_write('HSET', subtask_id, unpack(fields))
   touch(subtask_id)
   settle_dependents(subtask_id)
 end
 
 local function block(subtask_id, waiting_on)
   local record = sub_get(subtask_id)
-  rcall('HSET', key('sub', subtask_id), 'state', 'BLOCKED', 'waiting', encode_list(waiting_on))
+  sub_write('HSET', subtask_id, 'state', 'BLOCKED', 'waiting', encode_list(waiting_on))
   for _, dependency_id in ipairs(waiting_on) do
     rcall('RPUSH', key('deps', dependency_id), subtask_id)
   end
@@ -567,7 +649,7 @@ end
 local function unblock(subtask_id)
   local record = sub_get(subtask_id)
   if not record then return end
-  rcall('HSET', key('sub', subtask_id), 'waiting', '[]')
+  sub_write('HSET', subtask_id, 'waiting', '[]')
   rcall('SREM', key('blocked', record.rtype), subtask_id)
 end
 
@@ -587,14 +669,14 @@ settle_dependents = function(finished_id)
             for _, id in ipairs(decode_list(dependent.waiting)) do
               if id ~= dependency_id then table.insert(still, id) end
             end
-            rcall('HSET', key('sub', dependent_id), 'waiting', encode_list(still))
+            sub_write('HSET', dependent_id, 'waiting', encode_list(still))
             touch(dependent_id)
             if #still == 0 then
               unblock(dependent_id)
               route_ready(dependent_id)
             end
           else
-            rcall('HSET', key('sub', dependent_id), 'state', 'FAILED', 'fin', NOW, 'detail',
+            sub_write('HSET', dependent_id, 'state', 'FAILED', 'fin', NOW, 'detail',
               'dependency ' .. dependency_id .. ' is ' .. dependency.state)
             touch(dependent_id)
             unblock(dependent_id)
@@ -611,17 +693,17 @@ end
 local function requeue_or_fail(subtask_id, spent_attempt, detail)
   local record = sub_get(subtask_id)
   if not record then return false end
-  rcall('HSET', key('sub', subtask_id), 'holder', '', 'detail', detail)
+  sub_write('HSET', subtask_id, 'holder', '', 'detail', detail)
   touch(subtask_id)
   if spent_attempt then
     local max_attempts = POLICY.max_attempts
     if record.attempt >= max_attempts then
-      rcall('HSET', key('sub', subtask_id), 'detail', detail .. '; no attempts left ('
+      sub_write('HSET', subtask_id, 'detail', detail .. '; no attempts left ('
         .. max_attempts .. ' of ' .. max_attempts .. ' spent)')
       finish(subtask_id, 'FAILED', nil)
       return false
     end
-    rcall('HINCRBY', key('sub', subtask_id), 'attempt', 1)
+    sub_write('HINCRBY', subtask_id, 'attempt', 1)
   end
   enqueue(subtask_id, true)
   return true
