@@ -58,17 +58,20 @@ pub async fn start(
         bail!("no connection to the server");
     }
     let spec = Arc::new(spec);
-    let agents: Vec<(String, Channel)> = (0..count)
+    // Agent n of N first heartbeats n/N of the way into the interval: real fleets drift apart,
+    // and N agents renewing in the same millisecond would measure a burst no fleet sends.
+    let agents: Vec<(String, Channel, f64)> = (0..count)
         .map(|n| {
             let id = format!("{}-agent-{n}", context.run_id);
-            (id, channels[n as usize % channels.len()].clone())
+            let phase = f64::from(n) / f64::from(count);
+            (id, channels[n as usize % channels.len()].clone(), phase)
         })
         .collect();
     let registering = Arc::new(Semaphore::new(REGISTER_PARALLELISM));
     let (ready, mut readiness) = mpsc::channel(agents.len().max(1));
     // Dropping the set (an error, or the caller's timeout) aborts every agent task.
     let mut tasks = JoinSet::new();
-    for (id, channel) in agents.iter().cloned() {
+    for (id, channel, phase) in agents.iter().cloned() {
         let (context, spec, registering, ready) = (
             context.clone(),
             spec.clone(),
@@ -78,7 +81,7 @@ pub async fn start(
         tasks.spawn(async move {
             let opened = {
                 let _permit = registering.acquire_owned().await;
-                Agent::open(context, spec, id, channel).await
+                Agent::open(context, spec, id, channel, phase).await
             };
             match opened {
                 Ok((agent, stream)) => {
@@ -99,7 +102,11 @@ pub async fn start(
             None => bail!("agent tasks ended before their streams opened"),
         }
     }
-    Ok(Fleet { ids: agents, tasks })
+    let ids = agents
+        .into_iter()
+        .map(|(id, channel, _)| (id, channel))
+        .collect();
+    Ok(Fleet { ids, tasks })
 }
 
 impl Fleet {
@@ -132,6 +139,8 @@ struct Agent {
     id: String,
     channel: Channel,
     heartbeat_every: Duration,
+    /// Share of the interval before the first heartbeat.
+    heartbeat_phase: f64,
 }
 
 type Stream = tonic::Streaming<pb::WatchAssignmentsResponse>;
@@ -142,6 +151,7 @@ impl Agent {
         spec: Arc<AgentSpec>,
         id: String,
         channel: Channel,
+        heartbeat_phase: f64,
     ) -> anyhow::Result<(Self, Stream)> {
         let mut register = RegisterServiceClient::new(channel.clone());
         let mut request = Request::new(pb::RegisterRequest {
@@ -167,6 +177,7 @@ impl Agent {
             id,
             channel,
             heartbeat_every: Duration::from_millis(interval_ms).max(MIN_HEARTBEAT),
+            heartbeat_phase,
         };
         Ok((agent, stream))
     }
@@ -179,6 +190,7 @@ impl Agent {
             self.channel.clone(),
             self.id.clone(),
             self.heartbeat_every,
+            self.heartbeat_every.mul_f64(self.heartbeat_phase),
         )));
         let working: Arc<Mutex<HashSet<(String, u64)>>> = Arc::default();
         let mut reconnects = 0;
@@ -339,11 +351,17 @@ async fn watch(context: &RunContext, channel: &Channel, id: &str) -> Result<Stre
 }
 
 /// Renews the lease until the fleet stops.
-async fn heartbeat(context: Arc<RunContext>, channel: Channel, id: String, every: Duration) {
+async fn heartbeat(
+    context: Arc<RunContext>,
+    channel: Channel,
+    id: String,
+    every: Duration,
+    phase: Duration,
+) {
     let mut client = RegisterServiceClient::new(channel);
-    let mut ticks = tokio::time::interval(every);
+    // Register just renewed the lease: the first heartbeat is due after `phase` (below `every`).
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + phase, every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticks.tick().await; // the first tick is immediate; Register just renewed the lease
     loop {
         tokio::select! {
             _ = context.agents_stop.cancelled() => return,
