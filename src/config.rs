@@ -314,6 +314,11 @@ pub struct BenchConfig {
     #[arg(long, default_value_t = 5_000)]
     pub request_timeout_ms: u64,
 
+    /// After the run, measure the transport floor for this many seconds: the same callers, flat
+    /// out, calling grpc.health.v1.Health/Check (no store involved). 0 = not measured.
+    #[arg(long, default_value_t = 0.0)]
+    pub floor_secs: f64,
+
     /// Print exactly one JSON object on stdout instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -1,6 +1,6 @@
 //! A few seconds of `switchboard bench` (the real binary) so the load generator keeps working: on
 //! its own embedded server with a backlog, against a running server at a fixed rate, and the
-//! refusal of a non-loopback address. Stdout must be exactly one JSON object with sane figures.
+//! refusal of a non-loopback address; the embedded run also measures the transport floor. Stdout must be exactly one JSON object with sane figures.
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -121,11 +121,14 @@ async fn embedded_run_with_a_backlog() {
         "20",
         "--settle-timeout",
         "10",
+        "--floor-secs",
+        "0.5",
     ])
     .await;
     let report = report(&output);
     assert_sane(&report);
     assert_eq!(report["server"], "embedded");
+    assert!(number(&report, "floor_health_per_s") > 0.0, "{report}");
     assert!(number(&report, "drain_ms") > 0.0, "{report}");
     assert!(number(&report, "subtasks") > 200.0, "{report}");
     // Progress lines went to stderr, not stdout.
@@ -167,6 +170,7 @@ async fn external_server_at_a_fixed_rate() {
     assert_sane(&report);
     assert_eq!(report["server"], "external");
     assert!(report["drain_ms"].is_null(), "{report}");
+    assert!(report["floor_health_per_s"].is_null(), "{report}");
     // 200 a second for 1.5 s: about 300 calls, never far more.
     let subtasks = number(&report, "subtasks");
     assert!((100.0..=300.0).contains(&subtasks), "{report}");

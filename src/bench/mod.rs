@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod callers;
+pub mod floor;
 pub mod process;
 pub mod progress;
 pub mod report;

@@ -78,6 +78,9 @@ pub struct Report {
     pub server_measured: String,
     /// CPU seconds of this process (the load generator, plus the server when embedded).
     pub process_cpu_s: Option<f64>,
+    /// Health checks per second, flat out, same callers and connections (--floor-secs); null when
+    /// not measured. No store is involved: this bounds what Assign can reach here.
+    pub floor_health_per_s: Option<f64>,
     pub revoked: u64,
     pub foreign: u64,
     pub reconnects: u64,
@@ -227,6 +230,13 @@ impl Report {
             ("server peak RSS", opt(self.server_rss_mb, "MiB")),
             ("measured", self.server_measured.clone()),
             ("this process CPU", opt(self.process_cpu_s, "s")),
+            (
+                "transport floor",
+                self.floor_health_per_s.map_or_else(
+                    || "not measured (--floor-secs)".to_string(),
+                    |rate| format!("{rate:.0} Health/Check /s, flat out, same callers"),
+                ),
+            ),
             (
                 "errors",
                 if self.errors_by_code.is_empty() {

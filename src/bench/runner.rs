@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use super::agents::{self, AgentSpec};
 use super::callers::{self, Load, LoadOutcome, SubtaskShape};
+use super::floor;
 use super::process::{self, Probe, Subject};
 use super::progress::Progress;
 use super::report::{Latencies, Report};
@@ -50,6 +51,9 @@ fn validate(config: &BenchConfig) -> anyhow::Result<()> {
         if !(value > 0.0 && value <= MAX_SECONDS) {
             bail!("{flag} must be above 0 and at most {MAX_SECONDS} seconds");
         }
+    }
+    if !(config.floor_secs >= 0.0 && config.floor_secs <= MAX_SECONDS) {
+        bail!("--floor-secs must be 0 (not measured) or at most {MAX_SECONDS} seconds");
     }
     if !(config.rate >= 0.0 && config.rate.is_finite()) {
         bail!("--rate must be 0 (flat out) or a positive number of calls per second");
@@ -206,7 +210,27 @@ async fn drive(config: &BenchConfig, target: &Target, run_id: String) -> anyhow:
     report.process_cpu_s = process::own_process_cpu_seconds()
         .zip(process_cpu_start)
         .map(|(end, start)| round3(end - start));
+    if config.floor_secs > 0.0 {
+        progress_floor(config);
+        let rate = floor::health_checks_per_s(
+            &channels,
+            config.callers,
+            Duration::from_secs_f64(config.floor_secs),
+            context.timeout,
+        )
+        .await;
+        report.floor_health_per_s = Some(round3(rate));
+    }
     Ok(report)
+}
+
+fn progress_floor(config: &BenchConfig) {
+    if !config.quiet {
+        eprintln!(
+            "[floor] {} callers calling Health/Check flat out for {} s",
+            config.callers, config.floor_secs
+        );
+    }
 }
 
 /// Every deliverable subtask of the phase completed.
