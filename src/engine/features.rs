@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 
 use crate::domain::learned::CandidateInfo;
-use crate::domain::scoring::capability_factor;
+
+use super::names::overlap;
 
 /// Hash buckets of the sparse input (rows of the model's first layer).
 pub const BUCKETS: usize = 4096;
@@ -212,7 +213,7 @@ impl<'a> SubtaskFeatures<'a> {
         }
         writer.push(
             names.overlap,
-            capability_factor(&candidate.capabilities, &subtask.required_capabilities) as f32,
+            overlap(&candidate.capabilities, &subtask.required_capabilities) as f32,
         );
         let own = &candidate.capabilities[..candidate
             .capabilities
