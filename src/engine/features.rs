@@ -189,12 +189,45 @@ impl<'a> SubtaskFeatures<'a> {
         }
     }
 
+    /// How many leading slots of every candidate's row are the subtask's own (the same in all).
+    pub fn shared_slots(&self) -> usize {
+        self.shared.used
+    }
+
+    /// Those leading slots: buckets and values.
+    pub fn shared(&self) -> (&[u32], &[f32]) {
+        let used = self.shared.used;
+        (
+            &self.shared.row.buckets[..used],
+            &self.shared.row.values[..used],
+        )
+    }
+
     /// The row of one candidate: the subtask's slots, then the candidate's features and their
     /// crosses with the subtask's, then padding.
     pub fn row(&self, candidate: &CandidateInfo) -> SparseRow {
         let mut writer = self.shared.clone();
         self.write_candidate(&mut writer, candidate);
         writer.row
+    }
+
+    /// Calls `visit` with each candidate's own slots (those after the shared ones, no padding),
+    /// in order: the rows without materialising them.
+    pub fn for_each_candidate(
+        &self,
+        candidates: &[CandidateInfo],
+        mut visit: impl FnMut(&[u32], &[f32]),
+    ) {
+        let shared_slots = self.shared.used;
+        let mut writer = self.shared.clone();
+        for candidate in candidates {
+            writer.used = shared_slots;
+            self.write_candidate(&mut writer, candidate);
+            visit(
+                &writer.row.buckets[shared_slots..writer.used],
+                &writer.row.values[shared_slots..writer.used],
+            );
+        }
     }
 
     fn write_candidate(&self, writer: &mut RowWriter, candidate: &CandidateInfo) {
@@ -228,18 +261,34 @@ impl<'a> SubtaskFeatures<'a> {
     }
 }
 
+/// The rows of one subtask's candidates, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CandidateRows {
+    pub rows: Vec<SparseRow>,
+    /// The leading slots that are the same in every row (the subtask's own features).
+    pub shared_slots: usize,
+}
+
 /// Encodes one (subtask, candidate) pair.
 pub fn encode(subtask: &SubtaskContext, candidate: &CandidateInfo) -> SparseRow {
     SubtaskFeatures::new(subtask).row(candidate)
 }
 
 /// Encodes every candidate of one subtask (the subtask's own features computed once).
-pub fn encode_all(subtask: &SubtaskContext, candidates: &[CandidateInfo]) -> Vec<SparseRow> {
+pub fn encode_candidates(subtask: &SubtaskContext, candidates: &[CandidateInfo]) -> CandidateRows {
     let features = SubtaskFeatures::new(subtask);
-    candidates
-        .iter()
-        .map(|candidate| features.row(candidate))
-        .collect()
+    CandidateRows {
+        rows: candidates
+            .iter()
+            .map(|candidate| features.row(candidate))
+            .collect(),
+        shared_slots: features.shared_slots(),
+    }
+}
+
+/// Encodes every candidate of one subtask, the rows alone.
+pub fn encode_all(subtask: &SubtaskContext, candidates: &[CandidateInfo]) -> Vec<SparseRow> {
+    encode_candidates(subtask, candidates).rows
 }
 
 #[cfg(test)]
@@ -388,5 +437,30 @@ mod tests {
                 .map(|(subtask, candidate)| encode(subtask, candidate)),
         );
         assert_eq!(digest, 0xd44f_06ce_b1e1_2e03);
+    }
+
+    #[test]
+    fn candidates_rows_share_the_subtask_slots() {
+        let pairs = golden_pairs();
+        for (subtask, _) in pairs.iter().step_by(7) {
+            let candidates: Vec<CandidateInfo> = pairs
+                .iter()
+                .take(24)
+                .map(|(_, candidate)| candidate.clone())
+                .collect();
+            let encoded = encode_candidates(subtask, &candidates);
+            assert!(encoded.shared_slots >= 3);
+            for (row, candidate) in encoded.rows.iter().zip(&candidates) {
+                assert_eq!(*row, encode(subtask, candidate));
+                assert_eq!(
+                    row.buckets[..encoded.shared_slots],
+                    encoded.rows[0].buckets[..encoded.shared_slots]
+                );
+                assert_eq!(
+                    row.values[..encoded.shared_slots],
+                    encoded.rows[0].values[..encoded.shared_slots]
+                );
+            }
+        }
     }
 }

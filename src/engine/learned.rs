@@ -19,7 +19,7 @@ use crate::domain::subtask::CompletionReport;
 use crate::metrics as names;
 
 use super::checkpoints::{Checkpoint, CheckpointStore};
-use super::features::{encode, encode_all, SubtaskContext};
+use super::features::{encode, encode_candidates, CandidateRows, SubtaskContext};
 use super::model::ScorerModel;
 use super::scorer::Scorer;
 use super::trainer::{train, Example, HoldoutMetrics, Trained, TrainerSettings};
@@ -222,7 +222,7 @@ impl LearnedEngine {
             return Ok(None);
         };
         let started = Instant::now();
-        let predictions = self.inner.scorer.score(rows.1).await?;
+        let predictions = self.inner.scorer.score_candidates(rows.1).await?;
         metrics::histogram!(names::SCORER_INFERENCE).record(started.elapsed().as_secs_f64());
         Ok(predictions.map(|predictions| self.inner.combine(&rows.0, candidates, &predictions)))
     }
@@ -332,13 +332,12 @@ impl Inner {
     }
 
     /// Remembers the subtask and the candidates; returns the rows to score when a model serves.
-    #[allow(clippy::type_complexity)]
     fn prepare(
         &self,
         subtask_id: &str,
         context: SubtaskContext,
         candidates: &[CandidateInfo],
-    ) -> Option<(SubtaskContext, Vec<super::features::SparseRow>)> {
+    ) -> Option<(SubtaskContext, CandidateRows)> {
         let mut shared = self.shared.lock();
         for candidate in candidates {
             match shared.specialists.get_mut(&candidate.specialist_id) {
@@ -366,7 +365,7 @@ impl Inner {
         if shared.model.is_none() || candidates.is_empty() {
             return None;
         }
-        let rows = encode_all(&context, candidates);
+        let rows = encode_candidates(&context, candidates);
         Some((context, rows))
     }
 

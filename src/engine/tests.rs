@@ -8,7 +8,7 @@ use crate::domain::specialist::Availability;
 use crate::domain::subtask::CompletionReport;
 
 use super::checkpoints::{Checkpoint, CheckpointStore, MemoryCheckpoints};
-use super::features::{encode, SubtaskContext};
+use super::features::{encode, encode_candidates, SubtaskContext, SubtaskFeatures};
 use super::learned::{EngineSettings, LearnedEngine};
 use super::trainer::{train, TrainerSettings};
 use super::EngineError;
@@ -231,5 +231,26 @@ fn the_serving_forward_pass_matches_candle() {
     for (fast, slow) in served.iter().zip(&reference) {
         assert!((fast.success_probability - slow.success_probability).abs() < 1e-5);
         assert!((fast.expected_quality - slow.expected_quality).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn the_batch_forward_passes_are_the_row_forward_pass_bit_for_bit() {
+    let engine = LearnedEngine::start(settings(), Arc::new(MemoryCheckpoints::default())).unwrap();
+    feed(&engine, 500, 0);
+    let model = engine.model().unwrap();
+    let hinted = SubtaskContext {
+        required_capabilities: vec!["css".into(), "rust".into()],
+        priority: 700,
+        description: Some("Port the billing screen to the new design system".into()),
+        estimated_duration_ms: Some(90_000),
+        ..context("rust")
+    };
+    for subtask in [context("rust"), context("sql"), hinted] {
+        let rows = encode_candidates(&subtask, &candidates());
+        let by_row = model.predict(&rows.rows);
+        assert_eq!(model.predict_candidates(&rows), by_row);
+        let features = SubtaskFeatures::new(&subtask);
+        assert_eq!(model.predict_encoding(&features, &candidates()), by_row);
     }
 }
