@@ -19,7 +19,7 @@ use crate::domain::subtask::CompletionReport;
 use crate::metrics as names;
 
 use super::checkpoints::{Checkpoint, CheckpointStore};
-use super::features::{encode, encode_candidates, SubtaskContext};
+use super::features::{encode, encode_candidates, SubtaskContext, SubtaskFeatures};
 use super::model::{Prediction, ScorerModel};
 use super::names::compare_names;
 use super::scorer::Scorer;
@@ -105,10 +105,20 @@ struct KnownSpecialist {
 /// What one Assign takes from the shared state, in one look under the lock.
 struct Prepared {
     context: SubtaskContext,
+    model: Arc<ScorerModel>,
     /// Per candidate: outcomes seen for it on the required capabilities (the exploration bonus).
     seen: Vec<u32>,
     performance_weight: f64,
 }
+
+/// Batches of up to this many candidates are scored on the calling task, not on the inference
+/// thread. The serving forward pass is a plain loop, not candle, and cheap: on the 2-core machine
+/// about 0.1 us a candidate, no more than encoding the candidate, which always ran on the calling
+/// task; all of `factors` for 100 candidates took 30 to 47 us (`cargo bench --bench scorer`),
+/// within the 10 to 100 us a tokio task is commonly allowed between awaits. The round trip to the
+/// thread alone took 15 to 90 us (waking it, then being woken by its reply). Bigger batches still
+/// go to the thread, so no task runs a long forward pass.
+const INLINE_CANDIDATES: usize = 128;
 
 /// The window to train on and the model serving when it was taken.
 type TrainingJob = (Vec<Example>, Option<Arc<ScorerModel>>);
@@ -236,9 +246,14 @@ impl LearnedEngine {
         let Some(prepared) = self.inner.prepare(subtask_id, context, candidates) else {
             return Ok(None);
         };
-        let rows = encode_candidates(&prepared.context, candidates);
         let started = Instant::now();
-        let predictions = self.inner.scorer.score_candidates(rows).await?;
+        let predictions = if candidates.len() <= INLINE_CANDIDATES {
+            let features = SubtaskFeatures::new(&prepared.context);
+            Some(prepared.model.predict_encoding(&features, candidates))
+        } else {
+            let rows = encode_candidates(&prepared.context, candidates);
+            self.inner.scorer.score_candidates(rows).await?
+        };
         metrics::histogram!(names::SCORER_INFERENCE).record(started.elapsed().as_secs_f64());
         Ok(predictions.map(|predictions| self.inner.combine(&prepared, candidates, &predictions)))
     }
@@ -344,8 +359,8 @@ impl Inner {
         base + (self.settings.max_performance_weight - base).max(0.0) * trust
     }
 
-    /// Remembers the subtask and the candidates; when a model serves, returns what the factors
-    /// need of the shared state.
+    /// Remembers the subtask and the candidates; when a model serves, returns it with what the
+    /// factors need of the shared state.
     fn prepare(
         &self,
         subtask_id: &str,
@@ -392,11 +407,14 @@ impl Inner {
                 shared.pending.remove(&oldest);
             }
         }
-        if shared.model.is_none() || candidates.is_empty() {
+        if candidates.is_empty() {
             return None;
         }
+        // None while the rules serve.
+        let model = shared.model.clone()?;
         Some(Prepared {
             context,
+            model,
             seen,
             performance_weight: shared.status.performance_weight,
         })

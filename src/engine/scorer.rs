@@ -1,5 +1,6 @@
 //! The inference thread: Assign handlers send the rows of one subtask's candidates over a channel
-//! and await a oneshot reply, so the forward pass never runs on a tokio worker.
+//! and await a oneshot reply, so a long forward pass never runs on a tokio worker. (The engine
+//! scores small batches on the calling task, see `learned::INLINE_CANDIDATES`.)
 
 use std::sync::mpsc;
 use std::sync::Arc;

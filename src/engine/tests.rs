@@ -254,3 +254,33 @@ fn the_batch_forward_passes_are_the_row_forward_pass_bit_for_bit() {
         assert_eq!(model.predict_encoding(&features, &candidates()), by_row);
     }
 }
+
+#[test]
+fn factors_are_the_same_scored_inline_or_on_the_inference_thread() {
+    let engine = LearnedEngine::start(settings(), Arc::new(MemoryCheckpoints::default())).unwrap();
+    feed(&engine, 500, 0);
+    // More candidates than are scored inline: this batch goes to the inference thread.
+    let many: Vec<CandidateInfo> = (0..300)
+        .map(|index| CandidateInfo {
+            specialist_id: format!("{}-{index}", SPECIALISTS[index % SPECIALISTS.len()]),
+            ..candidates()[index % SPECIALISTS.len()].clone()
+        })
+        .chain(candidates())
+        .collect();
+    let on_thread = engine
+        .factors_blocking("many", context("rust"), &many)
+        .unwrap()
+        .expect("a model serves");
+    let inline = engine
+        .factors_blocking("few", context("rust"), &candidates())
+        .unwrap()
+        .expect("a model serves");
+    assert_eq!(on_thread.performance.len(), many.len());
+    assert_eq!(inline.performance_weight, on_thread.performance_weight);
+    for (specialist_id, factor) in &inline.performance {
+        assert_eq!(
+            on_thread.performance[specialist_id], *factor,
+            "{specialist_id}"
+        );
+    }
+}
