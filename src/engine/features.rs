@@ -60,14 +60,25 @@ fn extend(mut hash: u64, part: &str) -> u64 {
         let word = u64::from_le_bytes(chunk.try_into().expect("eight bytes"));
         hash = (hash.rotate_left(5) ^ word).wrapping_mul(HASH_MULTIPLIER);
     }
-    // The tail as a little-endian word padded with zeros, without a call to copy it.
-    let tail = chunks
-        .remainder()
-        .iter()
-        .rev()
-        .fold(0u64, |word, byte| (word << 8) | u64::from(*byte));
+    let tail = tail_word(chunks.remainder());
     hash = (hash.rotate_left(5) ^ tail).wrapping_mul(HASH_MULTIPLIER);
     (hash.rotate_left(5) ^ bytes.len() as u64).wrapping_mul(HASH_MULTIPLIER)
+}
+
+/// The last bytes of a part (fewer than eight) as a little-endian word padded with zeros, without
+/// a call to copy them: four to seven bytes are read as two overlapping four-byte loads.
+fn tail_word(tail: &[u8]) -> u64 {
+    debug_assert!(tail.len() < 8);
+    match (tail.first_chunk::<4>(), tail.last_chunk::<4>()) {
+        (Some(first), Some(last)) => {
+            let high = u64::from(u32::from_le_bytes(*last)) << (8 * (tail.len() - 4));
+            u64::from(u32::from_le_bytes(*first)) | high
+        }
+        _ => tail
+            .iter()
+            .rev()
+            .fold(0, |word, byte| (word << 8) | u64::from(*byte)),
+    }
 }
 
 /// Mixes the high bits down before taking the bucket.
