@@ -1,8 +1,11 @@
-//! What learned scoring adds to one Assign: features, the round trip to the inference thread, the
-//! forward pass over every candidate and the factors, at 10, 100 and 1,000 candidates. The model is
-//! trained first on outcomes of the simulator's world (a real model, not placeholder weights).
+//! What learned scoring adds to one Assign: features, the forward pass over every candidate (on the
+//! calling thread, or for batches over `INLINE_CANDIDATES` on the inference thread) and the
+//! factors, at 10, 100 and 1,000 candidates; and what the round trip to the inference thread costs,
+//! which small batches no longer pay. The model is trained first on outcomes of the simulator's
+//! world (a real model, not placeholder weights).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use switchboard::domain::learned::CandidateInfo;
@@ -118,6 +121,43 @@ fn bench_scorer(criterion: &mut Criterion) {
             |bencher, _| bencher.iter(|| model.predict(black_box(&rows))),
         );
     }
+    group.finish();
+    bench_round_trip(criterion, &engine, &world, &fleet[..10]);
+}
+
+/// The inference thread's round trip for a batch of rows, which small batches no longer pay:
+/// back to back, and after the thread has been idle long enough to sleep (as between most
+/// Assigns), when the cost is mostly waking it and being woken by its reply.
+fn bench_round_trip(
+    criterion: &mut Criterion,
+    engine: &LearnedEngine,
+    world: &World,
+    some: &[CandidateInfo],
+) {
+    let rows: Vec<SparseRow> = some
+        .iter()
+        .map(|candidate| encode(&world.context(&world.subtasks[0]), candidate))
+        .collect();
+    let score = || {
+        futures::executor::block_on(engine.scorer().score(black_box(rows.clone()))).expect("scored")
+    };
+    let mut group = criterion.benchmark_group("inference thread round trip");
+    group.sample_size(30);
+    group.bench_function(BenchmarkId::new("back to back", rows.len()), |bencher| {
+        bencher.iter(score)
+    });
+    group.bench_function(BenchmarkId::new("after idle", rows.len()), |bencher| {
+        bencher.iter_custom(|iterations| {
+            let mut busy = Duration::ZERO;
+            for _ in 0..iterations {
+                std::thread::sleep(Duration::from_micros(200));
+                let started = Instant::now();
+                black_box(score());
+                busy += started.elapsed();
+            }
+            busy
+        })
+    });
     group.finish();
 }
 

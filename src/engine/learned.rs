@@ -19,8 +19,9 @@ use crate::domain::subtask::CompletionReport;
 use crate::metrics as names;
 
 use super::checkpoints::{Checkpoint, CheckpointStore};
-use super::features::{encode, encode_all, SubtaskContext};
-use super::model::ScorerModel;
+use super::features::{encode, encode_candidates, SubtaskContext, SubtaskFeatures};
+use super::model::{Prediction, ScorerModel};
+use super::names::compare_names;
 use super::scorer::Scorer;
 use super::trainer::{train, Example, HoldoutMetrics, Trained, TrainerSettings};
 use super::{spawn_single_threaded, EngineError};
@@ -83,16 +84,41 @@ struct Shared {
     examples: VecDeque<Example>,
     pending: HashMap<String, SubtaskContext>,
     pending_order: VecDeque<String>,
-    /// Latest snapshot of each specialist seen as a candidate.
-    specialists: HashMap<String, CandidateInfo>,
-    /// Specialist -> capability -> outcomes seen.
-    pair_outcomes: HashMap<String, HashMap<String, u32>>,
+    /// Each specialist seen as a candidate: its latest snapshot and its outcomes per capability.
+    specialists: HashMap<String, KnownSpecialist>,
     reports_since_training: u64,
     last_training: Instant,
     training_running: bool,
     model: Option<Arc<ScorerModel>>,
     status: ModelStatus,
 }
+
+/// What the engine keeps of a specialist seen as a candidate.
+struct KnownSpecialist {
+    /// Its latest snapshot.
+    info: CandidateInfo,
+    /// Outcomes reported for it per capability the subtask required, sorted by capability (a
+    /// handful each: a binary search is cheaper than hashing the name).
+    outcomes: Vec<(String, u32)>,
+}
+
+/// What one Assign takes from the shared state, in one look under the lock.
+struct Prepared {
+    context: SubtaskContext,
+    model: Arc<ScorerModel>,
+    /// Per candidate: outcomes seen for it on the required capabilities (the exploration bonus).
+    seen: Vec<u32>,
+    performance_weight: f64,
+}
+
+/// Batches of up to this many candidates are scored on the calling task, not on the inference
+/// thread. The serving forward pass is a plain loop, not candle, and cheap: on the 2-core machine
+/// about 0.1 us a candidate, no more than encoding the candidate, which always ran on the calling
+/// task; all of `factors` for 100 candidates took 30 to 47 us (`cargo bench --bench scorer`),
+/// within the 10 to 100 us a tokio task is commonly allowed between awaits. The round trip to the
+/// thread alone took 15 to 90 us (waking it, then being woken by its reply). Bigger batches still
+/// go to the thread, so no task runs a long forward pass.
+const INLINE_CANDIDATES: usize = 128;
 
 /// The window to train on and the model serving when it was taken.
 type TrainingJob = (Vec<Example>, Option<Arc<ScorerModel>>);
@@ -148,7 +174,6 @@ impl LearnedEngine {
                 pending: HashMap::new(),
                 pending_order: VecDeque::new(),
                 specialists: HashMap::new(),
-                pair_outcomes: HashMap::new(),
                 reports_since_training: 0,
                 last_training: Instant::now(),
                 training_running: false,
@@ -218,13 +243,19 @@ impl LearnedEngine {
         context: SubtaskContext,
         candidates: &[CandidateInfo],
     ) -> Result<Option<LearnedFactors>, EngineError> {
-        let Some(rows) = self.inner.prepare(subtask_id, context, candidates) else {
+        let Some(prepared) = self.inner.prepare(subtask_id, context, candidates) else {
             return Ok(None);
         };
         let started = Instant::now();
-        let predictions = self.inner.scorer.score(rows.1).await?;
+        let predictions = if candidates.len() <= INLINE_CANDIDATES {
+            let features = SubtaskFeatures::new(&prepared.context);
+            Some(prepared.model.predict_encoding(&features, candidates))
+        } else {
+            let rows = encode_candidates(&prepared.context, candidates);
+            self.inner.scorer.score_candidates(rows).await?
+        };
         metrics::histogram!(names::SCORER_INFERENCE).record(started.elapsed().as_secs_f64());
-        Ok(predictions.map(|predictions| self.inner.combine(&rows.0, candidates, &predictions)))
+        Ok(predictions.map(|predictions| self.inner.combine(&prepared, candidates, &predictions)))
     }
 
     /// `factors` for callers that may block (the simulator, tests): waits for the scorer thread.
@@ -260,16 +291,13 @@ impl LearnedEngine {
             let Some(context) = shared.pending.remove(&report.subtask_id) else {
                 return;
             };
-            let Some(specialist) = shared.specialists.get(&report.specialist_id).cloned() else {
+            let Some(known) = shared.specialists.get_mut(&report.specialist_id) else {
                 return;
             };
-            let seen = shared
-                .pair_outcomes
-                .entry(report.specialist_id.clone())
-                .or_default();
             for capability in &context.required_capabilities {
-                *seen.entry(capability.clone()).or_default() += 1;
+                known.count_outcome(capability);
             }
+            let specialist = known.info.clone();
             shared.examples.push_back(Example {
                 row: encode(&context, &specialist),
                 success: report.success,
@@ -331,25 +359,41 @@ impl Inner {
         base + (self.settings.max_performance_weight - base).max(0.0) * trust
     }
 
-    /// Remembers the subtask and the candidates; returns the rows to score when a model serves.
-    #[allow(clippy::type_complexity)]
+    /// Remembers the subtask and the candidates; when a model serves, returns it with what the
+    /// factors need of the shared state.
     fn prepare(
         &self,
         subtask_id: &str,
         context: SubtaskContext,
         candidates: &[CandidateInfo],
-    ) -> Option<(SubtaskContext, Vec<super::features::SparseRow>)> {
+    ) -> Option<Prepared> {
         let mut shared = self.shared.lock();
+        let shared = &mut *shared;
+        let required = &context.required_capabilities;
+        let mut seen = Vec::with_capacity(candidates.len());
         for candidate in candidates {
-            match shared.specialists.get_mut(&candidate.specialist_id) {
+            let outcomes = match shared.specialists.get_mut(&candidate.specialist_id) {
                 // Updated in place: an Assign over many candidates should not allocate for each.
-                Some(known) => refresh(known, candidate),
-                None => {
-                    shared
-                        .specialists
-                        .insert(candidate.specialist_id.clone(), candidate.clone());
+                Some(known) => {
+                    refresh(&mut known.info, candidate);
+                    known.outcomes_on(required)
                 }
-            }
+                None => {
+                    shared.specialists.insert(
+                        candidate.specialist_id.clone(),
+                        KnownSpecialist {
+                            info: candidate.clone(),
+                            outcomes: Vec::new(),
+                        },
+                    );
+                    0
+                }
+            };
+            seen.push(if required.is_empty() {
+                candidate.recent_outcomes
+            } else {
+                outcomes
+            });
         }
         if shared
             .pending
@@ -363,46 +407,40 @@ impl Inner {
                 shared.pending.remove(&oldest);
             }
         }
-        if shared.model.is_none() || candidates.is_empty() {
+        if candidates.is_empty() {
             return None;
         }
-        let rows = encode_all(&context, candidates);
-        Some((context, rows))
+        // None while the rules serve.
+        let model = shared.model.clone()?;
+        Some(Prepared {
+            context,
+            model,
+            seen,
+            performance_weight: shared.status.performance_weight,
+        })
     }
 
     /// Factor = 0.75 P(success) + 0.25 expected quality + the exploration bonus, in 0..1.
     fn combine(
         &self,
-        context: &SubtaskContext,
+        prepared: &Prepared,
         candidates: &[CandidateInfo],
-        predictions: &[super::model::Prediction],
+        predictions: &[Prediction],
     ) -> LearnedFactors {
-        let shared = self.shared.lock();
-        let mut performance = HashMap::with_capacity(candidates.len());
-        for (candidate, prediction) in candidates.iter().zip(predictions) {
-            let seen = if context.required_capabilities.is_empty() {
-                candidate.recent_outcomes
-            } else {
-                let seen = shared.pair_outcomes.get(&candidate.specialist_id);
-                let total: u32 = context
-                    .required_capabilities
-                    .iter()
-                    .map(|capability| {
-                        seen.and_then(|seen| seen.get(capability))
-                            .copied()
-                            .unwrap_or(0)
-                    })
-                    .sum();
-                total / context.required_capabilities.len() as u32
-            };
-            let bonus = self.settings.exploration / (1.0 + f64::from(seen)).sqrt();
-            let value = 0.75 * f64::from(prediction.success_probability)
-                + 0.25 * f64::from(prediction.expected_quality)
-                + bonus;
-            performance.insert(candidate.specialist_id.clone(), value.clamp(0.0, 1.0));
-        }
+        let performance = candidates
+            .iter()
+            .zip(predictions)
+            .zip(&prepared.seen)
+            .map(|((candidate, prediction), seen)| {
+                let bonus = self.settings.exploration / (1.0 + f64::from(*seen)).sqrt();
+                let value = 0.75 * f64::from(prediction.success_probability)
+                    + 0.25 * f64::from(prediction.expected_quality)
+                    + bonus;
+                (candidate.specialist_id.clone(), value.clamp(0.0, 1.0))
+            })
+            .collect();
         LearnedFactors {
-            performance_weight: shared.status.performance_weight,
+            performance_weight: prepared.performance_weight,
             performance,
         }
     }
@@ -482,6 +520,33 @@ impl Inner {
             "learned scorer swapped in"
         );
         Ok(true)
+    }
+}
+
+impl KnownSpecialist {
+    fn count_outcome(&mut self, capability: &str) {
+        match self.position(capability) {
+            Ok(index) => self.outcomes[index].1 += 1,
+            Err(index) => self.outcomes.insert(index, (capability.to_string(), 1)),
+        }
+    }
+
+    /// Outcomes seen on `required`: their mean over the capabilities, rounded down (0 when
+    /// nothing is required).
+    fn outcomes_on(&self, required: &[String]) -> u32 {
+        let total: u32 = required
+            .iter()
+            .map(|capability| {
+                self.position(capability)
+                    .map_or(0, |index| self.outcomes[index].1)
+            })
+            .sum();
+        total / required.len().max(1) as u32
+    }
+
+    fn position(&self, capability: &str) -> Result<usize, usize> {
+        self.outcomes
+            .binary_search_by(|(name, _)| compare_names(name, capability))
     }
 }
 

@@ -2,6 +2,7 @@
 //! the store a learned performance factor per candidate. Pure of tonic, Redis and Postgres.
 //!
 //! - `features`: a (subtask, specialist) pair as a hashed sparse row
+//! - `names`: capability names compared cheaply (the overlap feature, outcomes per capability)
 //! - `model`: the network, its forward pass and its safetensors checkpoint format
 //! - `trainer`: training on the recent window, hold-out validation
 //! - `scorer`: the dedicated inference thread (channel in, oneshot replies out)
@@ -12,6 +13,7 @@ pub mod checkpoints;
 pub mod features;
 pub mod learned;
 pub mod model;
+mod names;
 pub mod scorer;
 pub mod trainer;
 

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 
-use super::features::{SparseRow, BUCKETS, SLOTS};
+use crate::domain::learned::CandidateInfo;
+
+use super::features::{CandidateRows, SparseRow, SubtaskFeatures, BUCKETS, SLOTS};
 use super::EngineError;
 
 /// Width of the hidden layer.
@@ -140,6 +142,15 @@ struct DenseWeights {
     out_bias: Vec<f32>,
 }
 
+/// The running sums of one row's forward pass, before the ReLU and the output layer. Slots are
+/// added in row order, so the slots all of a subtask's rows start with, summed once and copied,
+/// give the same bits as each whole row summed from the start.
+#[derive(Debug, Clone, Copy)]
+struct Sums {
+    hidden: [f32; HIDDEN],
+    logits: [f32; 2],
+}
+
 impl DenseWeights {
     fn of(params: &Params) -> Result<Self, EngineError> {
         let flat = |tensor: &Tensor| tensor.flatten_all()?.to_vec1::<f32>();
@@ -152,33 +163,58 @@ impl DenseWeights {
         })
     }
 
-    fn logits(&self, row: &SparseRow) -> [f32; 2] {
+    fn start(&self) -> Sums {
         let mut hidden = [0.0f32; HIDDEN];
         hidden.copy_from_slice(&self.hidden_bias);
-        let mut logits = [self.out_bias[0], self.out_bias[1]];
-        for (bucket, value) in row.buckets.iter().zip(&row.values) {
+        Sums {
+            hidden,
+            logits: [self.out_bias[0], self.out_bias[1]],
+        }
+    }
+
+    /// Adds slots to the sums; slots with value 0 (padding) add nothing.
+    fn add(&self, sums: &mut Sums, buckets: &[u32], values: &[f32]) {
+        for (bucket, value) in buckets.iter().zip(values) {
             if *value == 0.0 {
                 continue;
             }
             let bucket = *bucket as usize;
             let embedding = &self.embed[bucket * HIDDEN..(bucket + 1) * HIDDEN];
-            for (sum, weight) in hidden.iter_mut().zip(embedding) {
+            for (sum, weight) in sums.hidden.iter_mut().zip(embedding) {
                 *sum += value * weight;
             }
-            logits[0] += value * self.wide[bucket * 2];
-            logits[1] += value * self.wide[bucket * 2 + 1];
+            sums.logits[0] += value * self.wide[bucket * 2];
+            sums.logits[1] += value * self.wide[bucket * 2 + 1];
         }
-        for (unit, activation) in hidden.iter().enumerate() {
+    }
+
+    /// ReLU, then the output layer: the two logits.
+    fn finish(&self, sums: &Sums) -> [f32; 2] {
+        let mut logits = sums.logits;
+        for (unit, activation) in sums.hidden.iter().enumerate() {
             let activation = activation.max(0.0);
             logits[0] += activation * self.out[unit * 2];
             logits[1] += activation * self.out[unit * 2 + 1];
         }
         logits
     }
+
+    fn logits(&self, row: &SparseRow) -> [f32; 2] {
+        let mut sums = self.start();
+        self.add(&mut sums, &row.buckets, &row.values);
+        self.finish(&sums)
+    }
 }
 
 fn sigmoid(logit: f32) -> f32 {
     1.0 / (1.0 + (-logit).exp())
+}
+
+fn prediction([success, quality]: [f32; 2]) -> Prediction {
+    Prediction {
+        success_probability: sigmoid(success),
+        expected_quality: sigmoid(quality),
+    }
 }
 
 impl ScorerModel {
@@ -206,14 +242,57 @@ impl ScorerModel {
     /// Predictions for each row, in order (the serving path).
     pub fn predict(&self, rows: &[SparseRow]) -> Vec<Prediction> {
         rows.iter()
+            .map(|row| prediction(self.dense.logits(row)))
+            .collect()
+    }
+
+    /// `predict` for the rows of one subtask's candidates, the same bits: the slots all rows share
+    /// are summed once, then each row's own are added to a copy.
+    pub fn predict_candidates(&self, candidates: &CandidateRows) -> Vec<Prediction> {
+        let Some(first) = candidates.rows.first() else {
+            return Vec::new();
+        };
+        let shared_slots = candidates.shared_slots.min(SLOTS);
+        let mut shared = self.dense.start();
+        self.dense.add(
+            &mut shared,
+            &first.buckets[..shared_slots],
+            &first.values[..shared_slots],
+        );
+        candidates
+            .rows
+            .iter()
             .map(|row| {
-                let [success, quality] = self.dense.logits(row);
-                Prediction {
-                    success_probability: sigmoid(success),
-                    expected_quality: sigmoid(quality),
-                }
+                debug_assert_eq!(row.buckets[..shared_slots], first.buckets[..shared_slots]);
+                debug_assert_eq!(row.values[..shared_slots], first.values[..shared_slots]);
+                let mut sums = shared;
+                self.dense.add(
+                    &mut sums,
+                    &row.buckets[shared_slots..],
+                    &row.values[shared_slots..],
+                );
+                prediction(self.dense.finish(&sums))
             })
             .collect()
+    }
+
+    /// `predict` for the candidates of one subtask, encoding each row as it goes (no rows kept):
+    /// the same bits, with the subtask's slots summed once.
+    pub fn predict_encoding(
+        &self,
+        features: &SubtaskFeatures,
+        candidates: &[CandidateInfo],
+    ) -> Vec<Prediction> {
+        let (shared_buckets, shared_values) = features.shared();
+        let mut shared = self.dense.start();
+        self.dense.add(&mut shared, shared_buckets, shared_values);
+        let mut predictions = Vec::with_capacity(candidates.len());
+        features.for_each_candidate(candidates, |buckets, values| {
+            let mut sums = shared;
+            self.dense.add(&mut sums, buckets, values);
+            predictions.push(prediction(self.dense.finish(&sums)));
+        });
+        predictions
     }
 
     /// `predict` through candle's forward pass (the definition the serving path must match).

@@ -1,19 +1,20 @@
 //! The inference thread: Assign handlers send the rows of one subtask's candidates over a channel
-//! and await a oneshot reply, so the candle forward pass never runs on a tokio worker.
+//! and await a oneshot reply, so a long forward pass never runs on a tokio worker. (The engine
+//! scores small batches on the calling task, see `learned::INLINE_CANDIDATES`.)
 
 use std::sync::mpsc;
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
-use super::features::SparseRow;
+use super::features::{CandidateRows, SparseRow};
 use super::model::{Prediction, ScorerModel};
 use super::{spawn_single_threaded, EngineError};
 
 type Reply = oneshot::Sender<Result<Option<Vec<Prediction>>, EngineError>>;
 
 enum Job {
-    Score { rows: Vec<SparseRow>, reply: Reply },
+    Score { rows: CandidateRows, reply: Reply },
     Install(Option<Arc<ScorerModel>>),
 }
 
@@ -33,7 +34,7 @@ impl Scorer {
                     Job::Install(new_model) => model = new_model,
                     Job::Score { rows, reply } => {
                         let result = match &model {
-                            Some(model) => Ok(Some(model.predict(&rows))),
+                            Some(model) => Ok(Some(model.predict_candidates(&rows))),
                             None => Ok(None),
                         };
                         // The caller may have given up (deadline): nothing to do then.
@@ -52,7 +53,7 @@ impl Scorer {
             .map_err(|_| EngineError::ScorerGone)
     }
 
-    fn send(&self, rows: Vec<SparseRow>) -> Result<oneshot::Receiver<ScoreResult>, EngineError> {
+    fn send(&self, rows: CandidateRows) -> Result<oneshot::Receiver<ScoreResult>, EngineError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job::Score { rows, reply })
@@ -62,6 +63,15 @@ impl Scorer {
 
     /// Predictions for one batch of rows, in order; None while no model serves.
     pub async fn score(&self, rows: Vec<SparseRow>) -> ScoreResult {
+        self.score_candidates(CandidateRows {
+            rows,
+            shared_slots: 0,
+        })
+        .await
+    }
+
+    /// `score` for the rows of one subtask's candidates (their shared slots summed once).
+    pub async fn score_candidates(&self, rows: CandidateRows) -> ScoreResult {
         self.send(rows)?
             .await
             .map_err(|_| EngineError::ScorerGone)?

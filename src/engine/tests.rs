@@ -8,7 +8,7 @@ use crate::domain::specialist::Availability;
 use crate::domain::subtask::CompletionReport;
 
 use super::checkpoints::{Checkpoint, CheckpointStore, MemoryCheckpoints};
-use super::features::{encode, SubtaskContext};
+use super::features::{encode, encode_candidates, SubtaskContext, SubtaskFeatures};
 use super::learned::{EngineSettings, LearnedEngine};
 use super::trainer::{train, TrainerSettings};
 use super::EngineError;
@@ -231,5 +231,56 @@ fn the_serving_forward_pass_matches_candle() {
     for (fast, slow) in served.iter().zip(&reference) {
         assert!((fast.success_probability - slow.success_probability).abs() < 1e-5);
         assert!((fast.expected_quality - slow.expected_quality).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn the_batch_forward_passes_are_the_row_forward_pass_bit_for_bit() {
+    let engine = LearnedEngine::start(settings(), Arc::new(MemoryCheckpoints::default())).unwrap();
+    feed(&engine, 500, 0);
+    let model = engine.model().unwrap();
+    let hinted = SubtaskContext {
+        required_capabilities: vec!["css".into(), "rust".into()],
+        priority: 700,
+        description: Some("Port the billing screen to the new design system".into()),
+        estimated_duration_ms: Some(90_000),
+        ..context("rust")
+    };
+    for subtask in [context("rust"), context("sql"), hinted] {
+        let rows = encode_candidates(&subtask, &candidates());
+        let by_row = model.predict(&rows.rows);
+        assert_eq!(model.predict_candidates(&rows), by_row);
+        let features = SubtaskFeatures::new(&subtask);
+        assert_eq!(model.predict_encoding(&features, &candidates()), by_row);
+    }
+}
+
+#[test]
+fn factors_are_the_same_scored_inline_or_on_the_inference_thread() {
+    let engine = LearnedEngine::start(settings(), Arc::new(MemoryCheckpoints::default())).unwrap();
+    feed(&engine, 500, 0);
+    // More candidates than are scored inline: this batch goes to the inference thread.
+    let many: Vec<CandidateInfo> = (0..300)
+        .map(|index| CandidateInfo {
+            specialist_id: format!("{}-{index}", SPECIALISTS[index % SPECIALISTS.len()]),
+            ..candidates()[index % SPECIALISTS.len()].clone()
+        })
+        .chain(candidates())
+        .collect();
+    let on_thread = engine
+        .factors_blocking("many", context("rust"), &many)
+        .unwrap()
+        .expect("a model serves");
+    let inline = engine
+        .factors_blocking("few", context("rust"), &candidates())
+        .unwrap()
+        .expect("a model serves");
+    assert_eq!(on_thread.performance.len(), many.len());
+    assert_eq!(inline.performance_weight, on_thread.performance_weight);
+    for (specialist_id, factor) in &inline.performance {
+        assert_eq!(
+            on_thread.performance[specialist_id], *factor,
+            "{specialist_id}"
+        );
     }
 }
