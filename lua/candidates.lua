@@ -1,23 +1,24 @@
 --[[
   candidates: who could take a new subtask right now (the eligible specialists of the type it
   would be routed to, in pick-index order), with what a learned scorer needs to know of them.
-  Empty when the subtask exists already or waits on an unfinished dependency.
-  ARGV[3] json  {subtask_id, specialist_type, required_capabilities[], require_all_capabilities,
-                 depends_on[]}
-  Returns {candidates[]}. Writes nothing. Cost: O(specialists of the type with room).
+  The store answers "none" itself when the subtask exists already or waits on an unfinished
+  dependency (it reads those through its directory); this script routes like assign.lua.
+  ARGV[3] json  {required_capabilities[], require_all_capabilities, routed (forwarded here: no
+                 routing), fallback_capable (null until the fallback type was asked)}
+  Returns {candidates[]}, or {ask_fallback: type} / {forward: type} as assign.lua (nothing is
+  written either way). Cost: O(specialists of the type with room).
 ]]
-if rcall('EXISTS', key('sub', ARGS.subtask_id)) == 1 then
-  return done({candidates = {}})
-end
-for _, dependency_id in ipairs(ARGS.depends_on) do
-  if rcall('HGET', key('sub', dependency_id), 'state') ~= 'COMPLETED' then
-    return done({candidates = {}})
+local required = ARGS.required_capabilities
+if not ARGS.routed then
+  local route = route_new(required, ARGS.require_all_capabilities, ARGS.fallback_capable)
+  if route == 'ask' then
+    return done({ask_fallback = POLICY.fallback})
+  elseif route == 'forward' then
+    return done({forward = POLICY.fallback})
   end
 end
-local required = ARGS.required_capabilities
-local routed_type = routed_type_for(ARGS.specialist_type, required, ARGS.require_all_capabilities)
 local candidates = {}
-for _, member in ipairs(rcall('ZRANGE', key('free', routed_type), 0, -1)) do
+for _, member in ipairs(rcall('ZRANGE', key('free'), 0, -1)) do
   local spec = spec_get(string.match(member, '^%d+:%d+:(.*)$'))
   if spec and free_slots(spec) > 0
     and capabilities_suffice(caps_set_of(spec.caps), required, ARGS.require_all_capabilities) then

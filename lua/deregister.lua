@@ -12,13 +12,12 @@ if not spec then
   return fail(1, 'specialist ' .. specialist_id .. ' not found')
 end
 rcall('ZREM', key('specs'), specialist_id)
-rcall('ZREM', key('specs', spec.type), specialist_id)
 for _, capability in ipairs(spec.caps) do
-  rcall('SREM', key('cap', spec.type, capability), specialist_id)
+  rcall('SREM', key('cap', capability), specialist_id)
 end
 capabilities_changed()
 if spec.fm and spec.fm ~= '' then
-  rcall('ZREM', key('free', spec.type), spec.fm)
+  rcall('ZREM', key('free'), spec.fm)
 end
 rcall('ZREM', key('leases'), specialist_id)
 local held = held_oldest_last(specialist_id)
@@ -29,7 +28,7 @@ for _, subtask_id in ipairs(held) do
   requeue_or_fail(subtask_id, false, 'specialist ' .. specialist_id .. ' deregistered')
   publish_revoked(revoked, subtask_id)
 end
-rcall('PUBLISH', key('watch'), cjson.encode({to = specialist_id, kind = 'END'}))
+rcall('PUBLISH', POLICY.channel, cjson.encode({to = specialist_id, kind = 'END'}))
 place_all(held)
 outbox({kind = 'specialist_deregistered', specialist_id = specialist_id})
 local oldest_first = {}

@@ -1,9 +1,9 @@
 --[[
-  expire: the lease sweeper. Specialists whose lease lapsed become OFFLINE; each subtask they held
+  expire: the lease sweeper, one type (slot) per call. Specialists whose lease lapsed become OFFLINE; each subtask they held
   goes back to the head of its queue with attempt + 1 (FAILED past max attempts) and to whoever can
   take it now. Any replica may run it any time; running it twice does nothing more.
   ARGV[3] json  {limit}: at most this many lapsed specialists per call (call again while `more`)
-  Returns {expired[], requeued, failed, more}.
+  Returns {expired[], requeued, failed, more, notify?}.
   Events: REVOKED/ASSIGNED (watch), specialist_availability and subtask_changed (outbox).
 ]]
 local lapsed = rcall('ZRANGE', key('leases'), '-inf', NOW, 'BYSCORE', 'LIMIT', 0, ARGS.limit)

@@ -1,10 +1,11 @@
 --[[
   list_queue: one page of a type's queue in order (priority, then arrival; requeued at the head).
-  ARGV[3] json  {specialist_type, size, token|null (queue score of the previous page's last entry)}
+  Runs in the type's slot.
+  ARGV[3] json  {size, token|null (queue score of the previous page's last entry)}
   Returns {entries[], depth, next_page_token|null}. Errors: 6 a token this server did not issue.
   Cost: O(log N + size).
 ]]
-local queue_key = key('queue', ARGS.specialist_type)
+local queue_key = key('queue')
 local lower = '-inf'
 local first_position = 1
 if ARGS.token ~= nil and ARGS.token ~= cjson.null then

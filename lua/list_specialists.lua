@@ -1,12 +1,10 @@
 --[[
-  list_specialists: one page of specialists in id order, optionally of one type.
-  ARGV[3] json  {specialist_type|null, size, token|null (the last id of the previous page)}
+  list_specialists: one page of this slot's type's specialists in id order (the store merges the
+  pages of every type when no type is asked for).
+  ARGV[3] json  {size, token|null (the last id of the previous page)}
   Returns {items[], next_page_token|null}. Writes nothing. Cost: O(log N + size).
 ]]
 local index_key = key('specs')
-if ARGS.specialist_type ~= nil and ARGS.specialist_type ~= cjson.null then
-  index_key = key('specs', ARGS.specialist_type)
-end
 local lower = '-'
 if ARGS.token ~= nil and ARGS.token ~= cjson.null then lower = '(' .. ARGS.token end
 local ids = rcall('ZRANGE', index_key, lower, '+', 'BYLEX', 'LIMIT', 0, ARGS.size + 1)

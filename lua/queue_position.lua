@@ -10,5 +10,5 @@ end
 if record.state ~= 'QUEUED' then
   return fail(3, 'subtask ' .. ARGS.subtask_id .. ' is ' .. record.state .. ', not queued')
 end
-return done({routed_type = record.rtype, position = queue_rank(record.rtype, record.id),
-  depth = rcall('ZCARD', key('queue', record.rtype))})
+return done({routed_type = record.rtype, position = queue_rank(record.id),
+  depth = rcall('ZCARD', key('queue'))})

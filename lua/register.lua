@@ -2,19 +2,39 @@
   register: add a specialist or update its registration (type fixed), renew its lease, and give it
   whatever queued work it can take now.
   KEYS[1] string  meta key (see includes/lib.lua for the common KEYS/ARGV)
-  ARGV[3] json    {specialist_id|null, specialist_type, capabilities[], max_concurrency|null,
-                   labels (json object as text), availability}
-  Returns {specialist, created}. Errors: 3 the id is registered under another type.
-  Writes: spec:<id>, specs, specs:<type>, cap:<type>:<c>, free:<type>, leases, and what the drain
+  Runs in the slot of the type; the store's directory binds the id to it first (a minted id is
+  minted by the store from this slot's `minted` counter).
+  ARGV[3] json    {specialist_id, capabilities[], max_concurrency|null, labels (json object as
+                   text), availability, minted (a taken id is answered {taken}), rebind (the id
+                   was just moved here: clear its moved mark), perf ({field: value} carried over
+                   from the type it was bound to, or null)}
+  Returns {specialist, created}, or {retry: true} when the id moved to another type since the
+  store read the directory, or {taken: true} for a minted id registered already.
+  Writes: spec:<id>, specs, cap:<c>, free, leases, moved:<id>, perf:<id>, and what the drain
   assigns. Events: specialist_registered (outbox), ASSIGNED (watch) per drained subtask.
 ]]
-local spec_type = ARGS.specialist_type
+local spec_type = SLOT
 local specialist_id = ARGS.specialist_id
-if specialist_id == nil or specialist_id == cjson.null or specialist_id == '' then
-  repeat
-    local counter = rcall('INCR', key('minted', spec_type))
-    specialist_id = 'specialist-' .. spec_type .. '-' .. string.format('%d', counter)
-  until rcall('EXISTS', key('spec', specialist_id)) == 0
+if rcall('EXISTS', key('moved', specialist_id)) == 1 then
+  if not ARGS.rebind then
+    -- The id moved to another type after the store read the directory: read it again.
+    return done({retry = true})
+  end
+  rcall('DEL', key('moved', specialist_id))
+end
+if ARGS.minted and spec_get(specialist_id) then
+  return done({taken = true})
+end
+if ARGS.perf and ARGS.perf ~= cjson.null then
+  -- Carried over from the type the id was bound to (unbind.lua there).
+  local fields = {}
+  for field, value in pairs(ARGS.perf) do
+    table.insert(fields, field)
+    table.insert(fields, value)
+  end
+  rcall('DEL', key('perf', specialist_id))
+  if #fields > 0 then rcall('HSET', key('perf', specialist_id), unpack(fields)) end
+  performance_forget(specialist_id)
 end
 local max_concurrency = ARGS.max_concurrency
 if max_concurrency == nil or max_concurrency == cjson.null then
@@ -39,13 +59,12 @@ else
     'max', max_concurrency, 'labels', ARGS.labels, 'avail', ARGS.availability, 'reg', NOW,
     'hb', NOW, 'lease', lease, 'active', 0, 'lseq', 0, 'fm', '')
   rcall('ZADD', key('specs'), 0, specialist_id)
-  rcall('ZADD', key('specs', spec_type), 0, specialist_id)
 end
 for _, capability in ipairs(old_caps) do
-  rcall('SREM', key('cap', spec_type, capability), specialist_id)
+  rcall('SREM', key('cap', capability), specialist_id)
 end
 for _, capability in ipairs(ARGS.capabilities) do
-  rcall('SADD', key('cap', spec_type, capability), specialist_id)
+  rcall('SADD', key('cap', capability), specialist_id)
 end
 capabilities_changed()
 rcall('ZADD', key('leases'), lease, specialist_id)

@@ -68,7 +68,7 @@ async fn watching(redis: &PrivateRedis, agent: &str) -> Watching {
     let stream = clients.watch(agent).await;
     Watching {
         server,
-        channel: format!("sb:{{{namespace}}}:watch"),
+        channel: switchboard::store::redis::keys::Keys::new(namespace.clone()).watch_channel(),
         stream,
     }
 }

@@ -228,22 +228,27 @@ async fn redis_outage_accepts_assign_into_postgres_and_queues_it_later() {
 async fn flush_namespace(namespace: &str) {
     let client = redis::Client::open(test_redis_url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let pattern = format!("sb:{{{namespace}}}:*");
+    for pattern in switchboard::store::redis::keys::Keys::new(namespace).patterns() {
+        delete_matching(&mut connection, &pattern).await;
+    }
+}
+
+async fn delete_matching(connection: &mut redis::aio::MultiplexedConnection, pattern: &str) {
     let mut cursor: u64 = 0;
     loop {
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(&pattern)
+            .arg(pattern)
             .arg("COUNT")
             .arg(1000)
-            .query_async(&mut connection)
+            .query_async(connection)
             .await
             .unwrap();
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL")
                 .arg(&keys)
-                .query_async(&mut connection)
+                .query_async(connection)
                 .await
                 .unwrap();
         }

@@ -482,14 +482,21 @@ struct NamespaceCleanup {
 
 impl Drop for NamespaceCleanup {
     fn drop(&mut self) {
-        let pattern = format!("sb:{{{}}}:*", self.namespace);
+        let patterns =
+            switchboard::store::redis::keys::Keys::new(self.namespace.clone()).patterns();
+        let pattern = patterns.join(" ");
         use redis::Commands;
         let cleaned = redis::Client::open(self.redis_url.as_str())
             .and_then(|client| client.get_connection())
             .and_then(|mut connection| {
-                let keys = connection
-                    .scan_match(&pattern)?
-                    .collect::<redis::RedisResult<Vec<String>>>()?;
+                let mut keys = Vec::new();
+                for pattern in &patterns {
+                    keys.extend(
+                        connection
+                            .scan_match(pattern)?
+                            .collect::<redis::RedisResult<Vec<String>>>()?,
+                    );
+                }
                 for batch in keys.chunks(500) {
                     redis::cmd("UNLINK")
                         .arg(batch)

@@ -1,6 +1,8 @@
 //! Model-based property test: random sequences of register / heartbeat / deregister / assign /
 //! report / release / cancel / lease expiry go to the embedded store (the reference) and to the
-//! Redis store (shared Redis, a namespace per case) with one pinned clock. After every step the
+//! Redis store (shared Redis, a namespace per case) with one pinned clock. The same sequences run
+//! again on a private one-node Redis Cluster, where Redis itself refuses any script that touches a
+//! key outside its type's slot. After every step the
 //! results must be equal, and so must what can be read: every subtask's assignment, both queues,
 //! the queue statistics and every specialist's in-flight work. Epochs, scores (bit for bit),
 //! queue positions and error messages included.
@@ -152,9 +154,9 @@ fn same<T: PartialEq + Debug>(step: usize, what: &str, reference: T, redis: T) {
 }
 
 impl Pair {
-    fn new() -> Self {
+    fn new(redis_url: &str) -> Self {
         let clock = Arc::new(PinnedClock(AtomicI64::new(1_800_000_000_000)));
-        let mut config = RedisStoreConfig::new(support::test_redis_url());
+        let mut config = RedisStoreConfig::new(redis_url);
         config.namespace = support::unique_namespace("model");
         config.pool_size = 2;
         let redis = RedisStore::connect_with_clock(
@@ -390,22 +392,47 @@ fn cases() -> u32 {
         .unwrap_or(48)
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: cases(),
+/// Runs `cases` random sequences against the Redis at `redis_url`; panics with the shrunk
+/// sequence that fails.
+fn sequences_agree(redis_url: &str, cases: u32) {
+    let config = ProptestConfig {
+        cases,
         max_shrink_iters: 200,
         ..ProptestConfig::default()
-    })]
-
-    #[test]
-    fn redis_store_agrees_with_the_embedded_store(ops in proptest::collection::vec(op(), 1..60)) {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    };
+    let mut runner = proptest::test_runner::TestRunner::new(config);
+    let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         runtime.block_on(async {
-            let pair = Pair::new();
+            let pair = Pair::new(redis_url);
             for (step, op) in ops.iter().enumerate() {
                 pair.apply(step, op).await;
                 pair.compare_reads(step).await;
             }
         });
+        Ok(())
+    });
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
+}
+
+#[test]
+fn redis_store_agrees_with_the_embedded_store() {
+    sequences_agree(&support::test_redis_url(), cases());
+}
+
+/// Every script of every sequence runs with Redis enforcing Cluster's one-slot rule.
+#[test]
+fn redis_store_agrees_on_a_cluster_node() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let redis = runtime.block_on(support::redis_server::PrivateRedis::start_cluster_node());
+    sequences_agree(&redis.url(), cases().div_ceil(2));
+    drop(redis);
 }

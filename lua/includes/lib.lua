@@ -3,14 +3,18 @@
   src/store/redis/scripts.rs). They implement the rules of src/store/README.md on the key
   layout of lua/README.md, exactly as the embedded store does in src/store/memory/.
 
-  Every script is called with
-    KEYS[1]  string  the deployment's meta key `<prefix>meta`; every key a script touches starts
-                     with <prefix>, which carries the deployment's one hash tag (`sb:{name}:`)
+  Every script runs in one specialist type's slot and is called with
+    KEYS[1]  string  the type's meta key `<prefix>meta`; every key a script touches starts with
+                     <prefix> = `sb:{<namespace>:<type>}:`, the type's one hash tag, so a script
+                     touches one Redis Cluster slot
     ARGV[1]  json    the routing policy (types, fallback, weights, default max concurrency,
-                     lease ttl, max attempts, whether the outbox is on, outbox bound)
+                     lease ttl, max attempts, whether the outbox is on, outbox bound, watch channel)
     ARGV[2]  string  the clock in ms; empty: Redis TIME (tests pin it to compare stores)
     ARGV[3]  json    the command's arguments
-  and returns one JSON document: the result, or {"err": <code>, "msg": <text>}.
+    ARGV[4]  string  the slot's specialist type
+  and returns one JSON document: the result, or {"err": <code>, "msg": <text>}. What crosses
+  types (fallback routing, dependencies, id lookups) the store does in several steps, each one
+  script in one slot; see lua/README.md.
   Error codes: 1 specialist not found, 2 subtask not found, 3 failed precondition,
   4 already exists, 5 history backlog full, 6 invalid argument.
 ]]
@@ -26,6 +30,7 @@ else
   NOW = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 end
 local ARGS = cjson.decode(ARGV[3])
+local SLOT = ARGV[4]
 local W = POLICY.weights
 local PRIOR = 0.75
 local PRIOR_WEIGHT = 2.0
@@ -197,14 +202,14 @@ end
 -- member ('' when it has no room). The caller stores the member in the record's `fm`.
 local function refile_free(spec, active, lseq)
   if spec.fm and spec.fm ~= '' then
-    rcall('ZREM', key('free', spec.type), spec.fm)
+    rcall('ZREM', key('free'), spec.fm)
   end
   if spec.avail == 'offline' or active >= spec.max then
     return ''
   end
   local bound = score({}, {}, active, spec.avail, performance_factor(spec.id)).score
   local member = free_member(active, lseq, spec.id)
-  rcall('ZADD', key('free', spec.type), -bound, member)
+  rcall('ZADD', key('free'), -bound, member)
   return member
 end
 
@@ -240,9 +245,9 @@ local function capabilities_changed()
   CAPABLE = {}
 end
 
--- Whether any registered specialist of the type (whatever its availability) could serve it.
-local function any_capable_uncached(spec_type, required, require_all)
-  if rcall('ZCARD', key('specs', spec_type)) == 0 then
+-- Whether any registered specialist of this slot's type (whatever its availability) could serve it.
+local function any_capable_uncached(required, require_all)
+  if rcall('ZCARD', key('specs')) == 0 then
     return false
   end
   if #required == 0 then
@@ -250,46 +255,46 @@ local function any_capable_uncached(spec_type, required, require_all)
   end
   if not require_all then
     for _, capability in ipairs(required) do
-      if rcall('EXISTS', key('cap', spec_type, capability)) == 1 then return true end
+      if rcall('EXISTS', key('cap', capability)) == 1 then return true end
     end
     return false
   end
   local command = {'SINTERCARD', #required}
   for _, capability in ipairs(required) do
-    table.insert(command, key('cap', spec_type, capability))
+    table.insert(command, key('cap', capability))
   end
   table.insert(command, 'LIMIT')
   table.insert(command, 1)
   return rcall(unpack(command)) > 0
 end
 
-local function any_capable(spec_type, required, require_all)
-  local question = spec_type .. '\0' .. table.concat(required, '\0') .. '\0'
-    .. tostring(require_all)
+local function any_capable(required, require_all)
+  local question = table.concat(required, '\0') .. '\0' .. tostring(require_all)
   local answer = CAPABLE[question]
   if answer == nil then
-    answer = any_capable_uncached(spec_type, required, require_all)
+    answer = any_capable_uncached(required, require_all)
     CAPABLE[question] = answer
   end
   return answer
 end
 
-local function routed_type_for(requested, required, require_all)
-  if any_capable(requested, required, require_all) then
-    return requested
-  end
+-- Where a new subtask requested for this slot's type goes (the rule of the embedded store: its
+-- own type if anyone there could serve it, else the fallback type if anyone there could, else its
+-- own type). The fallback type is another slot: 'ask' means "call again with the fallback's
+-- answer" (fallback_capable, from capable.lua there); then 'here' or 'forward'.
+local function route_new(required, require_all, fallback_capable)
+  if any_capable(required, require_all) then return 'here' end
   local fallback = POLICY.fallback
-  if fallback and fallback ~= cjson.null and fallback ~= requested
-    and any_capable(fallback, required, require_all) then
-    return fallback
-  end
-  return requested
+  if not fallback or fallback == cjson.null or fallback == SLOT then return 'here' end
+  if fallback_capable == nil or fallback_capable == cjson.null then return 'ask' end
+  if fallback_capable then return 'forward' end
+  return 'here'
 end
 
 -- Subtasks ----------------------------------------------------------------------------------
 
 local SUB_FIELDS = {'spec', 'created', 'state', 'attempt', 'rtype', 'holder', 'epoch', 'at', 'bd',
-  'qs', 'enq', 'waiting', 'excl', 'detail', 'fin', 'caps', 'all', 'prio', 'lf'}
+  'qs', 'enq', 'waiting', 'excl', 'detail', 'fin', 'caps', 'all', 'prio', 'lf', 'rw'}
 
 local SUBS = {}
 
@@ -333,8 +338,8 @@ local function breakdown_of(record)
   return record.breakdown
 end
 
-local function queue_rank(rtype, subtask_id)
-  local rank = rcall('ZRANK', key('queue', rtype), subtask_id)
+local function queue_rank(subtask_id)
+  local rank = rcall('ZRANK', key('queue'), subtask_id)
   if not rank then return nil end
   return rank + 1
 end
@@ -355,7 +360,7 @@ local function view_of(record, holder_override)
       breakdown = breakdown_of(record)
     }
   end
-  if record.state == 'QUEUED' then view.queue_position = queue_rank(record.rtype, record.id) end
+  if record.state == 'QUEUED' then view.queue_position = queue_rank(record.id) end
   return view
 end
 
@@ -411,7 +416,7 @@ local function publish(specialist_id, kind, record, holder_override)
     to = specialist_id, kind = kind, assignment = view_of(record, holder_override),
     spec = record.spec, created_at_ms = tonumber(record.created)
   }
-  rcall('PUBLISH', key('watch'), cjson.encode(event))
+  rcall('PUBLISH', POLICY.channel, cjson.encode(event))
 end
 
 local function publish_revoked(revoked, subtask_id)
@@ -456,13 +461,13 @@ end
 -- With learned factors the index's rule-based bound says nothing: everyone with room is scored.
 local function pick(record)
   -- Nobody of the type has the capabilities: no need to look at who has room.
-  if #record.required > 0 and not any_capable(record.rtype, record.required, record.require_all) then
+  if #record.required > 0 and not any_capable(record.required, record.require_all) then
     return nil
   end
   local prune = not record.learned
   local best = nil
   local excluded = excluded_set(record)
-  local free_key = key('free', record.rtype)
+  local free_key = key('free')
   local offset = 0
   -- The walk usually stops within the first few entries: start small, grow up to 64.
   local batch = 8
@@ -507,10 +512,10 @@ end
 
 local function queue_index_keys(record)
   if #record.required == 0 then
-    return {key('qany', record.rtype)}
+    return {key('qany')}
   end
   local keys = {}
-  for i, capability in ipairs(record.required) do keys[i] = key('qcap', record.rtype, capability) end
+  for i, capability in ipairs(record.required) do keys[i] = key('qcap', capability) end
   return keys
 end
 
@@ -520,11 +525,11 @@ local function enqueue(subtask_id, at_head)
   local seq
   if at_head then seq = rcall('DECR', key('hseq')) else seq = rcall('INCR', key('tseq')) end
   local queue_score = -record.priority * QUEUE_BAND + seq
-  rcall('ZADD', key('queue', record.rtype), queue_score, subtask_id)
+  rcall('ZADD', key('queue'), queue_score, subtask_id)
   for _, index_key in ipairs(queue_index_keys(record)) do
     rcall('ZADD', index_key, queue_score, subtask_id)
   end
-  rcall('ZADD', key('qage', record.rtype), NOW, subtask_id)
+  rcall('ZADD', key('qage'), NOW, subtask_id)
   sub_write('HSET', subtask_id, 'state', 'QUEUED', 'qs', fmt(queue_score), 'enq', NOW)
   touch(subtask_id)
 end
@@ -532,11 +537,11 @@ end
 local function take_from_queue(subtask_id)
   local record = sub_get(subtask_id)
   if not record or not record.qs or record.qs == '' then return end
-  rcall('ZREM', key('queue', record.rtype), subtask_id)
+  rcall('ZREM', key('queue'), subtask_id)
   for _, index_key in ipairs(queue_index_keys(record)) do
     rcall('ZREM', index_key, subtask_id)
   end
-  rcall('ZREM', key('qage', record.rtype), subtask_id)
+  rcall('ZREM', key('qage'), subtask_id)
   sub_write('HSET', subtask_id, 'qs', '')
 end
 
@@ -584,9 +589,9 @@ end
 local function drain_for(specialist_id)
   local spec = spec_get(specialist_id)
   if not spec then return end
-  local index_keys = {key('qany', spec.type)}
+  local index_keys = {key('qany')}
   for _, capability in ipairs(spec.caps) do
-    table.insert(index_keys, key('qcap', spec.type, capability))
+    table.insert(index_keys, key('qcap', capability))
   end
   local cursors = {}
   for i = 1, #index_keys do cursors[i] = '-inf' end
@@ -637,24 +642,77 @@ local function finish(subtask_id, state, detail)
   settle_dependents(subtask_id)
 end
 
-local function block(subtask_id, waiting_on)
-  local record = sub_get(subtask_id)
+-- remote: dependency id -> its type, for the dependencies in other slots (the store registers
+-- this subtask with them after the script: depend.lua there).
+local function block(subtask_id, waiting_on, remote)
   sub_write('HSET', subtask_id, 'state', 'BLOCKED', 'waiting', encode_list(waiting_on))
+  local remote_types = {}
   for _, dependency_id in ipairs(waiting_on) do
-    rcall('RPUSH', key('deps', dependency_id), subtask_id)
+    if remote[dependency_id] then
+      table.insert(remote_types, {dependency_id, remote[dependency_id]})
+    else
+      rcall('RPUSH', key('deps', dependency_id), subtask_id)
+    end
   end
-  rcall('SADD', key('blocked', record.rtype), subtask_id)
+  if #remote_types > 0 then
+    sub_write('HSET', subtask_id, 'rw', cjson.encode(remote_types))
+  end
+  rcall('SADD', key('blocked'), subtask_id)
+end
+
+-- The dependencies in other slots that a BLOCKED subtask still waits on: [[id, type], ...].
+local function remote_waits(record)
+  if record.state ~= 'BLOCKED' or not record.rw or record.rw == '' then return {} end
+  local waiting = {}
+  for _, id in ipairs(decode_list(record.waiting)) do waiting[id] = true end
+  local result = {}
+  for _, entry in ipairs(cjson.decode(record.rw)) do
+    if waiting[entry[1]] then table.insert(result, entry) end
+  end
+  return result
 end
 
 local function unblock(subtask_id)
-  local record = sub_get(subtask_id)
-  if not record then return end
   sub_write('HSET', subtask_id, 'waiting', '[]')
-  rcall('SREM', key('blocked', record.rtype), subtask_id)
+  rcall('SREM', key('blocked'), subtask_id)
 end
 
-settle_dependents = function(finished_id)
-  local pending = {finished_id}
+-- Whether this step left dependents in other slots to tell (the `notify` list).
+local NOTIFIED = false
+
+-- One dependent learns that a dependency finished in `state`. Nothing happens unless it is
+-- BLOCKED on that dependency (a repeated notice does nothing). A dependent it fails is appended to
+-- `pending`, whose own dependents settle next.
+local function settle_one(dependent_id, dependency_id, state, pending)
+  local dependent = sub_get(dependent_id)
+  if not dependent or dependent.state ~= 'BLOCKED' then return end
+  local still = {}
+  local waited = false
+  for _, id in ipairs(decode_list(dependent.waiting)) do
+    if id == dependency_id then waited = true else table.insert(still, id) end
+  end
+  if not waited then return end
+  if state == 'COMPLETED' then
+    sub_write('HSET', dependent_id, 'waiting', encode_list(still))
+    touch(dependent_id)
+    if #still == 0 then
+      unblock(dependent_id)
+      route_ready(dependent_id)
+    end
+  else
+    sub_write('HSET', dependent_id, 'state', 'FAILED', 'fin', NOW, 'detail',
+      'dependency ' .. dependency_id .. ' is ' .. state)
+    touch(dependent_id)
+    unblock(dependent_id)
+    table.insert(pending, dependent_id)
+  end
+end
+
+-- Settles the dependents of finished subtasks (and, transitively, of those that fail with them).
+-- Dependents in this slot settle now; those in other slots are appended to `notify` as
+-- [type, dependent, dependency, state], which the store delivers (settle.lua there) right after
+-- this script and the lease sweeper retries.
+local function settle_from(pending)
   while #pending > 0 do
     local dependency_id = table.remove(pending)
     local dependency = sub_get(dependency_id)
@@ -662,30 +720,24 @@ settle_dependents = function(finished_id)
       local waiting = rcall('LRANGE', key('deps', dependency_id), 0, -1)
       rcall('DEL', key('deps', dependency_id))
       for _, dependent_id in ipairs(waiting) do
-        local dependent = sub_get(dependent_id)
-        if dependent and dependent.state == 'BLOCKED' then
-          if dependency.state == 'COMPLETED' then
-            local still = {}
-            for _, id in ipairs(decode_list(dependent.waiting)) do
-              if id ~= dependency_id then table.insert(still, id) end
-            end
-            sub_write('HSET', dependent_id, 'waiting', encode_list(still))
-            touch(dependent_id)
-            if #still == 0 then
-              unblock(dependent_id)
-              route_ready(dependent_id)
-            end
-          else
-            sub_write('HSET', dependent_id, 'state', 'FAILED', 'fin', NOW, 'detail',
-              'dependency ' .. dependency_id .. ' is ' .. dependency.state)
-            touch(dependent_id)
-            unblock(dependent_id)
-            table.insert(pending, dependent_id)
-          end
+        settle_one(dependent_id, dependency_id, dependency.state, pending)
+      end
+      local remote = rcall('LRANGE', key('rdeps', dependency_id), 0, -1)
+      if #remote > 0 then
+        rcall('DEL', key('rdeps', dependency_id))
+        for _, entry in ipairs(remote) do
+          local target = cjson.decode(entry)
+          rcall('RPUSH', key('notify'),
+            cjson.encode({target[1], target[2], dependency_id, dependency.state}))
         end
+        NOTIFIED = true
       end
     end
   end
+end
+
+settle_dependents = function(finished_id)
+  settle_from({finished_id})
 end
 
 -- Puts a subtask whose holder is gone back at the head of its queue, or fails it when out of
@@ -724,10 +776,7 @@ local function place_all(subtask_ids)
       table.insert(ordered, {id = subtask_id, rtype = record.rtype, qs = tonumber(record.qs)})
     end
   end
-  table.sort(ordered, function(a, b)
-    if a.rtype ~= b.rtype then return bytes_less(a.rtype, b.rtype) end
-    return a.qs < b.qs
-  end)
+  table.sort(ordered, function(a, b) return a.qs < b.qs end)
   for _, entry in ipairs(ordered) do place_queued(entry.id) end
 end
 
@@ -765,5 +814,6 @@ end
 
 local function done(result)
   flush_changes()
+  if NOTIFIED then result.notify = true end
   return cjson.encode(result)
 end

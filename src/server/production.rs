@@ -75,15 +75,19 @@ pub async fn start(
     if let Some(pool) = postgres_pool {
         let client = redis::Client::open(redis_config.url.as_str())?;
         let stop = running.stop_token();
-        tokio::spawn(
-            relay::run(
-                client,
-                pool,
-                RelayConfig::new(redis_config.key_prefix()),
-                stop.clone(),
-            )
-            .instrument(tracing::info_span!("outbox_relay")),
-        );
+        // One relay per type: each type's slot has its own outbox stream.
+        let keys = redis_config.keys();
+        for specialist_type in store.types() {
+            tokio::spawn(
+                relay::run(
+                    client.clone(),
+                    pool.clone(),
+                    RelayConfig::new(keys.type_prefix(specialist_type), specialist_type.clone()),
+                    stop.clone(),
+                )
+                .instrument(tracing::info_span!("outbox_relay", %specialist_type)),
+            );
+        }
         tokio::spawn(move_pending(store, stop).instrument(tracing::info_span!("pending_mover")));
     }
     Ok(running)

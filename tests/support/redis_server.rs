@@ -15,11 +15,42 @@ pub struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// A one-node Redis Cluster (every slot on this node): scripts may touch one slot each.
+    cluster: bool,
 }
 
 impl PrivateRedis {
     /// Spawns redis-server on a free port and waits until it answers PING.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// A one-node Redis Cluster: `cluster-enabled yes`, all 16384 slots on this node, so the
+    /// store's plain connections are served (no MOVED) while Redis enforces the cluster's rule
+    /// for scripts: a `#!lua` script touching a key outside its KEYS' slot fails.
+    pub async fn start_cluster_node() -> Self {
+        let redis = Self::start_with(true).await;
+        redis
+            .command(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
+            .await;
+        let deadline = Instant::now() + EVENTUALLY;
+        let mut interval = tokio::time::interval(POLL_EVERY);
+        loop {
+            interval.tick().await;
+            if let redis::Value::BulkString(info) = redis.command(&["CLUSTER", "INFO"]).await {
+                if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
+                    return redis;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the one-node cluster never reached cluster_state:ok; its log:\n{}",
+                redis.log()
+            );
+        }
+    }
+
+    async fn start_with(cluster: bool) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("switchboard-redis-")
             .tempdir()
@@ -28,6 +59,7 @@ impl PrivateRedis {
             port: free_port(),
             dir,
             child: None,
+            cluster,
         };
         for _ in 1..START_ATTEMPTS {
             if redis.spawn_and_wait().await {
@@ -137,7 +169,13 @@ impl PrivateRedis {
     /// Spawns on `self.port` and polls PING; false if the process exits or never answers.
     async fn spawn_and_wait(&mut self) -> bool {
         debug_assert!(self.child.is_none(), "one redis-server per PrivateRedis");
-        let child = Command::new("redis-server")
+        let mut command = Command::new("redis-server");
+        if self.cluster {
+            command
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"]);
+        }
+        let child = command
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])

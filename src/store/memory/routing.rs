@@ -148,9 +148,14 @@ impl State {
         breakdown: ScoreBreakdown,
         now_ms: i64,
     ) {
-        let epoch = self.next_epoch();
-        self.last_assign_seq += 1;
-        let assign_seq = self.last_assign_seq;
+        let Some(specialist_type) = self
+            .specialists
+            .get(specialist_id)
+            .map(|specialist| specialist.specialist_type.clone())
+        else {
+            return;
+        };
+        let (epoch, assign_seq) = self.next_epoch_and_seq(&specialist_type);
         if let Some(specialist) = self.specialists.get_mut(specialist_id) {
             debug_assert!(specialist.active.len() < specialist.max_concurrency as usize);
             specialist.active.insert(subtask_id.to_string());
@@ -171,14 +176,14 @@ impl State {
     }
 
     pub fn enqueue(&mut self, subtask_id: &str, at_head: bool, now_ms: i64) {
-        let Some(priority) = self
+        let Some((priority, routed_type)) = self
             .subtasks
             .get(subtask_id)
-            .map(|record| record.subtask.spec.priority)
+            .map(|record| (record.subtask.spec.priority, record.routed_type.clone()))
         else {
             return;
         };
-        let key = self.next_queue_key(priority, at_head);
+        let key = self.next_queue_key(&routed_type, priority, at_head);
         let Some(record) = self.subtasks.get_mut(subtask_id) else {
             return;
         };

@@ -98,12 +98,20 @@ pub(super) struct State {
     pub blocked_by_type: HashMap<String, BTreeSet<String>>,
     pub performance: HashMap<String, PerformanceRecord>,
     pub minted_per_type: HashMap<String, u64>,
-    pub last_epoch: u64,
-    pub last_tail_seq: i64,
-    pub last_head_seq: i64,
-    pub last_assign_seq: u64,
+    /// Per specialist type: epochs, queue sequences and assignment sequences are counted per type
+    /// (a type is one Redis Cluster slot in the production store; see lua/README.md).
+    pub counters: HashMap<String, TypeCounters>,
     pub feeds: HashMap<String, broadcast::Sender<FeedItem>>,
     pub index: SpecialistIndex,
+}
+
+/// One type's counters (the production store keeps the same ones in the type's slot).
+#[derive(Debug, Default)]
+pub(super) struct TypeCounters {
+    pub epoch: u64,
+    pub assign_seq: u64,
+    pub tail_seq: i64,
+    pub head_seq: i64,
 }
 
 /// Events a subscriber may fall behind by before it is told to re-read its in-flight work.
@@ -121,10 +129,7 @@ impl State {
             blocked_by_type: HashMap::new(),
             performance: HashMap::new(),
             minted_per_type: HashMap::new(),
-            last_epoch: 0,
-            last_tail_seq: 0,
-            last_head_seq: 0,
-            last_assign_seq: 0,
+            counters: HashMap::new(),
             feeds: HashMap::new(),
             index: SpecialistIndex::default(),
         }
@@ -221,18 +226,37 @@ impl State {
         let _ = sender.send(FeedItem::Event(Box::new(event)));
     }
 
-    pub fn next_epoch(&mut self) -> u64 {
-        self.last_epoch += 1;
-        self.last_epoch
+    fn counters_of(&mut self, specialist_type: &str) -> &mut TypeCounters {
+        if !self.counters.contains_key(specialist_type) {
+            self.counters
+                .insert(specialist_type.to_string(), TypeCounters::default());
+        }
+        self.counters
+            .get_mut(specialist_type)
+            .expect("inserted above")
     }
 
-    pub fn next_queue_key(&mut self, priority: i32, at_head: bool) -> QueueKey {
+    /// A fresh epoch and assignment sequence for a hand-out to a specialist of this type.
+    pub fn next_epoch_and_seq(&mut self, specialist_type: &str) -> (u64, u64) {
+        let counters = self.counters_of(specialist_type);
+        counters.epoch += 1;
+        counters.assign_seq += 1;
+        (counters.epoch, counters.assign_seq)
+    }
+
+    pub fn next_queue_key(
+        &mut self,
+        specialist_type: &str,
+        priority: i32,
+        at_head: bool,
+    ) -> QueueKey {
+        let counters = self.counters_of(specialist_type);
         let seq = if at_head {
-            self.last_head_seq -= 1;
-            self.last_head_seq
+            counters.head_seq -= 1;
+            counters.head_seq
         } else {
-            self.last_tail_seq += 1;
-            self.last_tail_seq
+            counters.tail_seq += 1;
+            counters.tail_seq
         };
         QueueKey {
             priority: Reverse(priority),

@@ -4,11 +4,15 @@
 //! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
 
 mod connections;
+mod directory;
 mod feed;
+pub mod keys;
+mod notices;
 pub mod outbox;
 pub mod pending;
 pub mod rebuild;
 pub mod relay;
+mod routing;
 pub mod scripts;
 pub mod wire;
 
@@ -41,11 +45,12 @@ use crate::store::{
 
 use connections::Connections;
 use feed::FeedHub;
+use keys::Keys;
 use pending::PendingStore;
 use scripts::{Script, Scripts};
 use wire::{
-    availability_str, lenient_list, policy_json, spec_from_json, spec_json, EventWire,
-    SpecialistWire, ViewWire,
+    availability_str, lenient_list, policy_json, spec_from_json, EventWire, SpecialistWire,
+    ViewWire,
 };
 
 /// Lapsed specialists handled per expire script call.
@@ -54,7 +59,8 @@ const EXPIRY_BATCH: usize = 500;
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
     pub url: String,
-    /// Every key is `sb:{<namespace>}:...`: one hash tag per deployment (see lua/README.md).
+    /// Every key carries the namespace: `sb:{<namespace>:<type>}:...`, one hash tag per
+    /// specialist type, and the directory `sb:{<namespace>/...}` (see keys.rs, lua/README.md).
     pub namespace: String,
     pub pool_size: usize,
     /// Longest a single script call may take before it counts as a Redis failure.
@@ -79,16 +85,17 @@ impl RedisStoreConfig {
         }
     }
 
-    pub fn key_prefix(&self) -> String {
-        format!("sb:{{{}}}:", self.namespace)
+    pub fn keys(&self) -> Keys {
+        Keys::new(self.namespace.clone())
     }
 }
 
 pub struct RedisStore {
     connections: Connections,
     scripts: Scripts,
-    meta_key: String,
-    prefix: String,
+    keys: Keys,
+    /// The configured specialist types: the slots the store sweeps, lists and counts.
+    types: Vec<String>,
     policy_json: String,
     weights: ScoringWeights,
     clock: Option<Arc<dyn Clock>>,
@@ -118,14 +125,19 @@ impl RedisStore {
             .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
-        let prefix = config.key_prefix();
-        let feeds = FeedHub::start(client, format!("{prefix}watch"));
+        let keys = config.keys();
+        let feeds = FeedHub::start(client, keys.watch_channel());
         Ok(Self {
             connections: Connections::new(pool, config.pool_size.div_ceil(4)),
             scripts: Scripts::new(),
-            meta_key: format!("{prefix}meta"),
-            prefix,
-            policy_json: policy_json(policy, config.outbox, config.outbox_bound),
+            policy_json: policy_json(
+                policy,
+                config.outbox,
+                config.outbox_bound,
+                &keys.watch_channel(),
+            ),
+            keys,
+            types: policy.specialist_types.clone(),
             weights: policy.weights,
             clock,
             breaker: CircuitBreaker::new("redis", config.breaker),
@@ -149,7 +161,7 @@ impl RedisStore {
         };
         let mut moved = 0;
         for spec in pending.oldest(100).await? {
-            match self.assign_in_redis(&spec).await {
+            match self.assign_in_redis(&spec, None).await {
                 Ok(_) => {}
                 Err(StoreError::AlreadyExists(message)) => {
                     warn!(subtask_id = %spec.subtask_id, %message, "pending subtask conflicts with one redis has; redis keeps its own");
@@ -166,36 +178,13 @@ impl RedisStore {
         Ok(moved)
     }
 
-    async fn assign_in_redis(&self, spec: &SubtaskSpec) -> StoreResult<AssignmentView> {
-        self.assign_in_redis_with(spec, None).await
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
-    /// `learned`: the JSON text of the learned factors the subtask keeps (see lua/assign.lua).
-    async fn assign_in_redis_with(
-        &self,
-        spec: &SubtaskSpec,
-        learned: Option<&str>,
-    ) -> StoreResult<AssignmentView> {
-        let reply: ViewReply = self
-            .call(
-                &self.scripts.assign,
-                json!({
-                    "subtask_id": spec.subtask_id,
-                    "specialist_type": spec.specialist_type,
-                    "required_capabilities": spec.required_capabilities,
-                    "priority": spec.priority,
-                    "require_all_capabilities": spec.require_all_capabilities,
-                    "depends_on": spec.depends_on,
-                    "spec": spec_json(spec),
-                    "learned": learned.unwrap_or_default(),
-                }),
-            )
-            .await?;
-        reply.view.into_domain()
-    }
-
-    pub fn key_prefix(&self) -> &str {
-        &self.prefix
+    /// The configured specialist types, each one slot.
+    pub fn types(&self) -> &[String] {
+        &self.types
     }
 
     pub fn pool(&self) -> &Pool {
@@ -207,14 +196,70 @@ impl RedisStore {
         self.breaker.is_open()
     }
 
-    /// Runs one script and decodes its reply, or maps its error code.
-    async fn call<T: DeserializeOwned>(&self, script: &Script, args: Value) -> StoreResult<T> {
-        self.breaker.check().map_err(StoreError::Unavailable)?;
+    /// Runs one script in a type's slot and decodes its reply, or maps its error code. When the
+    /// script left notices for dependents in other slots, they are delivered first (notices.rs).
+    async fn call<T: DeserializeOwned>(
+        &self,
+        script: &Script,
+        slot: &str,
+        args: Value,
+    ) -> StoreResult<T> {
+        let value = self.call_value(script, slot, args).await?;
+        if value.get("notify").and_then(Value::as_bool) == Some(true) {
+            self.deliver_notices(slot).await;
+        }
+        serde_json::from_value(value)
+            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))
+    }
+
+    /// Runs one script in a type's slot: its JSON reply, or its error code mapped.
+    async fn call_value(&self, script: &Script, slot: &str, args: Value) -> StoreResult<Value> {
         let now = self
             .clock
             .as_ref()
             .map_or_else(String::new, |clock| clock.now_ms().to_string());
         let args = args.to_string();
+        let meta = self.keys.type_meta(slot);
+        let invoke = |command: &str, script_ref: &str| {
+            let mut invocation = redis::cmd(command);
+            invocation
+                .arg(script_ref)
+                .arg(1)
+                .arg(&meta)
+                .arg(&self.policy_json)
+                .arg(&now)
+                .arg(&args)
+                .arg(slot);
+            invocation
+        };
+        let reply: String = self
+            .roundtrip(
+                &invoke("EVALSHA", &script.hash),
+                Some(&invoke("EVAL", &script.source)),
+            )
+            .await?;
+        let value: Value = serde_json::from_str(&reply)
+            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))?;
+        if let Some(code) = value.get("err").and_then(Value::as_i64) {
+            let message = value.get("msg").and_then(Value::as_str).unwrap_or_default();
+            return Err(script_error(code, message));
+        }
+        Ok(value)
+    }
+
+    /// One plain command (the directory, a single-key read), guarded like the scripts.
+    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> StoreResult<T> {
+        self.roundtrip(command, None).await
+    }
+
+    /// Sends a command on a pooled connection under the circuit breaker and the command timeout;
+    /// on NOSCRIPT sends `on_noscript` instead (EVAL: loads and runs the script in one step).
+    async fn roundtrip<T: redis::FromRedisValue>(
+        &self,
+        command: &redis::Cmd,
+        on_noscript: Option<&redis::Cmd>,
+    ) -> StoreResult<T> {
+        self.breaker.check().map_err(StoreError::Unavailable)?;
         let invocation = async {
             let mut lease = match self.connections.get().await {
                 Ok(lease) => lease,
@@ -224,28 +269,12 @@ impl RedisStore {
                     return Err(message);
                 }
             };
-            let by_hash: redis::RedisResult<String> = redis::cmd("EVALSHA")
-                .arg(&script.hash)
-                .arg(1)
-                .arg(&self.meta_key)
-                .arg(&self.policy_json)
-                .arg(&now)
-                .arg(&args)
-                .query_async(&mut lease.connection)
-                .await;
-            let result = match by_hash {
-                Err(error) if error.code() == Some("NOSCRIPT") => {
-                    redis::cmd("EVAL")
-                        .arg(&script.source)
-                        .arg(1)
-                        .arg(&self.meta_key)
-                        .arg(&self.policy_json)
-                        .arg(&now)
-                        .arg(&args)
-                        .query_async(&mut lease.connection)
-                        .await
+            let first: redis::RedisResult<T> = command.query_async(&mut lease.connection).await;
+            let result = match (first, on_noscript) {
+                (Err(error), Some(fallback)) if error.code() == Some("NOSCRIPT") => {
+                    fallback.query_async(&mut lease.connection).await
                 }
-                other => other,
+                (other, _) => other,
             };
             // A script's own failure comes back as ERR; anything else (connection, LOADING,
             // READONLY, BUSY, MASTERDOWN, ...) means Redis cannot serve right now.
@@ -260,39 +289,31 @@ impl RedisStore {
                 }
             }
         };
-        let reply = match tokio::time::timeout(self.command_timeout, invocation).await {
+        match tokio::time::timeout(self.command_timeout, invocation).await {
             Ok(Ok(reply)) => {
                 self.breaker.record_success();
-                reply
+                Ok(reply)
             }
             Ok(Err(message)) if message.starts_with("script: ") => {
                 self.breaker.record_success();
                 warn!(%message, "redis script failed");
-                return Err(StoreError::Internal(message));
+                Err(StoreError::Internal(message))
             }
             Ok(Err(message)) => {
                 self.breaker.record_failure();
-                return Err(StoreError::Unavailable(format!(
+                Err(StoreError::Unavailable(format!(
                     "redis unavailable: {message}"
-                )));
+                )))
             }
             Err(_) => {
                 self.breaker.record_failure();
                 self.connections.reset().await;
-                return Err(StoreError::Unavailable(format!(
+                Err(StoreError::Unavailable(format!(
                     "redis unavailable: no reply within {} ms",
                     self.command_timeout.as_millis()
-                )));
+                )))
             }
-        };
-        let value: Value = serde_json::from_str(&reply)
-            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))?;
-        if let Some(code) = value.get("err").and_then(Value::as_i64) {
-            let message = value.get("msg").and_then(Value::as_str).unwrap_or_default();
-            return Err(script_error(code, message));
         }
-        serde_json::from_value(value)
-            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))
     }
 }
 
@@ -322,12 +343,6 @@ fn script_error(code: i64, message: &str) -> StoreError {
 #[derive(Deserialize)]
 struct SpecialistReply {
     specialist: SpecialistWire,
-}
-
-#[derive(Deserialize)]
-struct RegisteredReply {
-    specialist: SpecialistWire,
-    created: bool,
 }
 
 #[derive(Deserialize)]
@@ -417,12 +432,6 @@ struct ExpiryReply {
 }
 
 #[derive(Deserialize)]
-struct CandidatesReply {
-    #[serde(deserialize_with = "lenient_list")]
-    candidates: Vec<wire::CandidateWire>,
-}
-
-#[derive(Deserialize)]
 struct InFlightReply {
     #[serde(deserialize_with = "lenient_list")]
     events: Vec<EventWire>,
@@ -435,25 +444,7 @@ impl Store for RedisStore {
     }
 
     async fn register(&self, registration: Registration) -> StoreResult<Registered> {
-        let labels = serde_json::to_string(&registration.labels)
-            .map_err(|error| StoreError::Internal(error.to_string()))?;
-        let reply: RegisteredReply = self
-            .call(
-                &self.scripts.register,
-                json!({
-                    "specialist_id": registration.specialist_id,
-                    "specialist_type": registration.specialist_type,
-                    "capabilities": registration.capabilities,
-                    "max_concurrency": registration.max_concurrency,
-                    "labels": labels,
-                    "availability": availability_str(registration.availability),
-                }),
-            )
-            .await?;
-        Ok(Registered {
-            specialist: reply.specialist.into_domain()?,
-            created: reply.created,
-        })
+        self.register_bound(registration).await
     }
 
     async fn heartbeat(
@@ -461,9 +452,11 @@ impl Store for RedisStore {
         specialist_id: &str,
         availability: Option<Availability>,
     ) -> StoreResult<Specialist> {
+        let slot = self.specialist_slot(specialist_id).await?;
         let reply: SpecialistReply = self
             .call(
                 &self.scripts.heartbeat,
+                &slot,
                 json!({
                     "specialist_id": specialist_id,
                     "availability": availability.map(availability_str),
@@ -474,9 +467,11 @@ impl Store for RedisStore {
     }
 
     async fn deregister(&self, specialist_id: &str) -> StoreResult<Vec<String>> {
+        let slot = self.specialist_slot(specialist_id).await?;
         let reply: HeldReply = self
             .call(
                 &self.scripts.deregister,
+                &slot,
                 json!({ "specialist_id": specialist_id }),
             )
             .await?;
@@ -484,9 +479,11 @@ impl Store for RedisStore {
     }
 
     async fn get_specialist(&self, specialist_id: &str) -> StoreResult<Specialist> {
+        let slot = self.specialist_slot(specialist_id).await?;
         let reply: SpecialistReply = self
             .call(
                 &self.scripts.get_specialist,
+                &slot,
                 json!({ "specialist_id": specialist_id }),
             )
             .await?;
@@ -498,23 +495,37 @@ impl Store for RedisStore {
         specialist_type: Option<&str>,
         page: PageRequest,
     ) -> StoreResult<Page<Specialist>> {
-        let reply: ListReply = self
-            .call(
-                &self.scripts.list_specialists,
-                json!({
-                    "specialist_type": specialist_type,
-                    "size": page.size,
-                    "token": page.token,
-                }),
-            )
-            .await?;
+        // One page per type's slot, merged in id order (each type's index is in id order).
+        let slots: Vec<&str> = match specialist_type {
+            Some(specialist_type) => vec![specialist_type],
+            None => self.types.iter().map(String::as_str).collect(),
+        };
+        let mut items = Vec::new();
+        let mut more = false;
+        for slot in slots {
+            let reply: ListReply = self
+                .call(
+                    &self.scripts.list_specialists,
+                    slot,
+                    json!({ "size": page.size, "token": page.token }),
+                )
+                .await?;
+            more |= reply.next_page_token.is_some();
+            for item in reply.items {
+                items.push(item.into_domain()?);
+            }
+        }
+        items.sort_by(|a: &Specialist, b: &Specialist| a.specialist_id.cmp(&b.specialist_id));
+        let size = page.size;
+        more |= items.len() > size;
+        items.truncate(size);
+        let next_page_token = match items.last() {
+            Some(last) if more => Some(last.specialist_id.clone()),
+            _ => None,
+        };
         Ok(Page {
-            items: reply
-                .items
-                .into_iter()
-                .map(SpecialistWire::into_domain)
-                .collect::<StoreResult<_>>()?,
-            next_page_token: reply.next_page_token,
+            items,
+            next_page_token,
         })
     }
 
@@ -528,7 +539,7 @@ impl Store for RedisStore {
         learned: Option<LearnedFactors>,
     ) -> StoreResult<AssignmentView> {
         let learned = learned.map(|factors| wire::learned_json(&factors, &self.weights));
-        match self.assign_in_redis_with(&spec, learned.as_deref()).await {
+        match self.assign_in_redis(&spec, learned.as_deref()).await {
             Err(StoreError::Unavailable(redis_down)) => {
                 let Some(pending) = &self.pending else {
                     return Err(StoreError::Unavailable(redis_down));
@@ -545,32 +556,21 @@ impl Store for RedisStore {
     }
 
     async fn candidates(&self, spec: &SubtaskSpec) -> StoreResult<Vec<CandidateInfo>> {
-        let reply: CandidatesReply = self
-            .call(
-                &self.scripts.candidates,
-                json!({
-                    "subtask_id": spec.subtask_id,
-                    "specialist_type": spec.specialist_type,
-                    "required_capabilities": spec.required_capabilities,
-                    "require_all_capabilities": spec.require_all_capabilities,
-                    "depends_on": spec.depends_on,
-                }),
-            )
-            .await?;
-        reply
-            .candidates
-            .into_iter()
-            .map(wire::CandidateWire::into_domain)
-            .collect()
+        self.candidates_in_redis(spec).await
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {
-        let result: StoreResult<AssignmentReply> = self
-            .call(
-                &self.scripts.get_assignment,
-                json!({ "subtask_id": subtask_id }),
-            )
-            .await;
+        let result: StoreResult<AssignmentReply> = match self.subtask_slot(subtask_id).await {
+            Ok(slot) => {
+                self.call(
+                    &self.scripts.get_assignment,
+                    &slot,
+                    json!({ "subtask_id": subtask_id }),
+                )
+                .await
+            }
+            Err(error) => Err(error),
+        };
         match result {
             Ok(reply) => Ok((
                 reply.view.into_domain()?,
@@ -593,9 +593,11 @@ impl Store for RedisStore {
     }
 
     async fn release(&self, request: ReleaseRequest) -> StoreResult<AssignmentView> {
+        let slot = self.subtask_slot(&request.subtask_id).await?;
         let reply: ViewReply = self
             .call(
                 &self.scripts.release,
+                &slot,
                 json!({
                     "subtask_id": request.subtask_id,
                     "specialist_id": request.specialist_id,
@@ -608,9 +610,11 @@ impl Store for RedisStore {
     }
 
     async fn cancel(&self, subtask_id: &str, reason: &str) -> StoreResult<AssignmentView> {
+        let slot = self.subtask_slot(subtask_id).await?;
         let reply: ViewReply = self
             .call(
                 &self.scripts.cancel,
+                &slot,
                 json!({ "subtask_id": subtask_id, "reason": reason }),
             )
             .await?;
@@ -618,9 +622,11 @@ impl Store for RedisStore {
     }
 
     async fn report_completion(&self, report: CompletionReport) -> StoreResult<AssignmentView> {
+        let slot = self.subtask_slot(&report.subtask_id).await?;
         let reply: ViewReply = self
             .call(
                 &self.scripts.complete,
+                &slot,
                 json!({
                     "subtask_id": report.subtask_id,
                     "specialist_id": report.specialist_id,
@@ -636,9 +642,11 @@ impl Store for RedisStore {
     }
 
     async fn queue_position(&self, subtask_id: &str) -> StoreResult<QueuePosition> {
+        let slot = self.subtask_slot(subtask_id).await?;
         let reply: PositionReply = self
             .call(
                 &self.scripts.queue_position,
+                &slot,
                 json!({ "subtask_id": subtask_id }),
             )
             .await?;
@@ -654,11 +662,8 @@ impl Store for RedisStore {
         let reply: QueueReply = self
             .call(
                 &self.scripts.list_queue,
-                json!({
-                    "specialist_type": specialist_type,
-                    "size": page.size,
-                    "token": page.token,
-                }),
+                specialist_type,
+                json!({ "size": page.size, "token": page.token }),
             )
             .await?;
         Ok(QueuePage {
@@ -680,16 +685,15 @@ impl Store for RedisStore {
     }
 
     async fn queue_stats(&self, specialist_type: Option<&str>) -> StoreResult<Vec<TypeStats>> {
-        let reply: StatsReply = self
-            .call(
-                &self.scripts.queue_stats,
-                json!({ "specialist_type": specialist_type }),
-            )
-            .await?;
-        Ok(reply
-            .types
-            .into_iter()
-            .map(|stats| TypeStats {
+        let mut all = Vec::new();
+        for slot in &self.types {
+            if specialist_type.is_some_and(|wanted| wanted != slot) {
+                continue;
+            }
+            let reply: StatsReply = self
+                .call(&self.scripts.queue_stats, slot, json!({}))
+                .await?;
+            all.extend(reply.types.into_iter().map(|stats| TypeStats {
                 specialist_type: stats.specialist_type,
                 depth: stats.depth,
                 oldest_wait_ms: stats.oldest_wait_ms,
@@ -697,14 +701,17 @@ impl Store for RedisStore {
                 active_assignments: stats.active_assignments,
                 blocked: stats.blocked,
                 free_capacity: stats.free_capacity,
-            })
-            .collect())
+            }));
+        }
+        Ok(all)
     }
 
     async fn performance(&self, specialist_id: &str) -> StoreResult<PerformanceSummary> {
+        let slot = self.specialist_slot(specialist_id).await?;
         let reply: PerformanceReply = self
             .call(
                 &self.scripts.performance,
+                &slot,
                 json!({ "specialist_id": specialist_id }),
             )
             .await?;
@@ -722,19 +729,25 @@ impl Store for RedisStore {
         Ok(record.summary())
     }
 
+    /// Every type's slot in turn; then the dependency notices a replica may have left there.
     async fn expire_leases(&self) -> StoreResult<ExpirySummary> {
         let mut summary = ExpirySummary::default();
-        loop {
-            let reply: ExpiryReply = self
-                .call(&self.scripts.expire, json!({ "limit": EXPIRY_BATCH }))
-                .await?;
-            summary.expired_specialists.extend(reply.expired);
-            summary.requeued_subtasks += reply.requeued;
-            summary.failed_subtasks += reply.failed;
-            if !reply.more {
-                return Ok(summary);
+        for slot in &self.types {
+            loop {
+                let reply: ExpiryReply = self
+                    .call(&self.scripts.expire, slot, json!({ "limit": EXPIRY_BATCH }))
+                    .await?;
+                summary.expired_specialists.extend(reply.expired);
+                summary.requeued_subtasks += reply.requeued;
+                summary.failed_subtasks += reply.failed;
+                if !reply.more {
+                    break;
+                }
             }
+            self.deliver_notices(slot).await;
         }
+        summary.expired_specialists.sort();
+        Ok(summary)
     }
 
     async fn subscribe(&self, specialist_id: &str) -> StoreResult<Feed> {
@@ -749,9 +762,11 @@ impl Store for RedisStore {
     }
 
     async fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>> {
+        let slot = self.specialist_slot(specialist_id).await?;
         let reply: InFlightReply = self
             .call(
                 &self.scripts.in_flight,
+                &slot,
                 json!({ "specialist_id": specialist_id }),
             )
             .await?;

@@ -10,9 +10,6 @@ use super::wire::{
     availability_from, float, lenient_list, spec_from_json, state_from, BreakdownWire,
 };
 
-/// The event id prefix: event ids are `outbox/<stream id>` (see postgres/event_id.rs).
-pub const STREAM_LABEL: &str = "outbox";
-
 #[derive(Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum OutboxWire {
@@ -57,8 +54,9 @@ enum OutboxWire {
     },
 }
 
-/// Decodes one stream entry (`stream_id`, its `e` field) into a history event.
-pub fn decode(stream_id: &str, body: &str) -> StoreResult<HistoryEvent> {
+/// Decodes one stream entry (`stream_id`, its `e` field) of the type `label`'s stream into a
+/// history event with the id `<label>/<stream id>` (see postgres/event_id.rs).
+pub fn decode(label: &str, stream_id: &str, body: &str) -> StoreResult<HistoryEvent> {
     let at_ms = stream_id
         .split_once('-')
         .and_then(|(millis, _)| millis.parse().ok())
@@ -139,7 +137,7 @@ pub fn decode(stream_id: &str, body: &str) -> StoreResult<HistoryEvent> {
         },
     };
     Ok(HistoryEvent {
-        event_id: format!("{STREAM_LABEL}/{stream_id}"),
+        event_id: format!("{label}/{stream_id}"),
         at_ms,
         change,
     })

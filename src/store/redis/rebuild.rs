@@ -73,7 +73,7 @@ pub async fn rebuild_if_empty(
     store: &RedisStore,
     postgres: &PgPool,
 ) -> StoreResult<Option<RebuildSummary>> {
-    let meta = store.meta_key.clone();
+    let meta = store.keys.deployment_meta();
     let mut connection = store.pool().get().await.map_err(redis_error)?;
     let claimed: bool = redis::cmd("HSETNX")
         .arg(&meta)
@@ -128,12 +128,17 @@ async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSu
 
     let performance = client
         .query(
-            "SELECT specialist_id, count(*) AS completed, \
-             count(*) FILTER (WHERE success) AS succeeded, \
-             sum(quality_score) AS quality_sum, sum(completion_time_ms)::float8 AS time_sum, \
-             string_agg(CASE WHEN success THEN '1' ELSE '0' END, '' ORDER BY event_ms, event_seq) \
-               AS outcomes \
-             FROM performance_reports GROUP BY specialist_id",
+            "SELECT p.specialist_id, count(*) AS completed, \
+             count(*) FILTER (WHERE p.success) AS succeeded, \
+             sum(p.quality_score) AS quality_sum, \
+             sum(p.completion_time_ms)::float8 AS time_sum, \
+             string_agg(CASE WHEN p.success THEN '1' ELSE '0' END, '' \
+                        ORDER BY p.event_ms, p.event_seq) AS outcomes, \
+             coalesce(max(s.specialist_type), \
+                      (array_agg(p.stream_type ORDER BY p.event_ms DESC, p.event_seq DESC))[1]) \
+               AS specialist_type \
+             FROM performance_reports p LEFT JOIN specialists s USING (specialist_id) \
+             GROUP BY p.specialist_id",
             &[],
         )
         .await
@@ -142,11 +147,17 @@ async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSu
         let outcomes: String = row.get("outcomes");
         let window = crate::domain::performance::PERFORMANCE_WINDOW;
         let recent = &outcomes[outcomes.len().saturating_sub(window)..];
+        let specialist_id: String = row.get("specialist_id");
+        let slot: String = row.get("specialist_type");
+        store
+            .bind(&store.keys.specialist_directory(&specialist_id), &slot)
+            .await?;
         let _: RestoredReply = store
             .call(
                 &store.scripts.restore,
+                &slot,
                 json!({ "performance": {
-                    "specialist_id": row.get::<_, String>("specialist_id"),
+                    "specialist_id": specialist_id,
                     "completed": row.get::<_, i64>("completed"),
                     "succeeded": row.get::<_, i64>("succeeded"),
                     "quality_sum": format!("{:?}", row.get::<_, f64>("quality_sum")),
@@ -201,13 +212,18 @@ async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSu
         let spec = spec_of(row);
         let created_at: std::time::SystemTime = row.get("created_at");
         let finished_at: Option<std::time::SystemTime> = row.get("finished_at");
+        let slot: String = row.get("routed_type");
+        store
+            .bind(&store.keys.subtask_directory(&spec.subtask_id), &slot)
+            .await?;
         let _: RestoredReply = store
             .call(
                 &store.scripts.restore,
+                &slot,
                 json!({ "subtask": {
                     "spec": spec_json(&spec),
                     "created_at_ms": millis(created_at),
-                    "routed_type": row.get::<_, String>("routed_type"),
+                    "routed_type": slot,
                     "state": row.get::<_, String>("state"),
                     "attempt": row.get::<_, i32>("attempt"),
                     "detail": row.get::<_, String>("detail"),

@@ -1,5 +1,6 @@
-//! The outbox relay: moves the scripts' history events from the Redis `outbox` stream to Postgres.
-//! Every replica runs one, all in one consumer group, so each entry goes to one relay. A batch is
+//! The outbox relay: moves the scripts' history events from a type's Redis `outbox` stream to
+//! Postgres. Each type's slot has its own stream; every replica runs one relay per type, all of a
+//! type's relays in one consumer group, so each entry goes to one relay. A batch is
 //! applied idempotently (postgres/history.rs), then acknowledged and deleted, so the stream's length
 //! is the backlog not yet in Postgres. While Postgres is down the batch is retried with backoff and
 //! nothing is acknowledged; entries a dead relay had taken are claimed by another after
@@ -22,17 +23,20 @@ const GROUP: &str = "history";
 
 #[derive(Debug, Clone)]
 pub struct RelayConfig {
-    /// The deployment's key prefix (`sb:{namespace}:`).
+    /// The key prefix of the type's slot (`sb:{namespace:type}:`).
     pub prefix: String,
+    /// The type, which labels the events' ids (`<type>/<stream id>`).
+    pub label: String,
     pub batch: usize,
     /// How long an entry may sit unacknowledged with another relay before this one takes it.
     pub claim_idle: Duration,
 }
 
 impl RelayConfig {
-    pub fn new(prefix: String) -> Self {
+    pub fn new(prefix: String, label: String) -> Self {
         Self {
             prefix,
+            label,
             batch: 500,
             claim_idle: Duration::from_secs(30),
         }
@@ -203,7 +207,7 @@ impl Relay<'_> {
                 Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
                 _ => String::new(),
             };
-            match outbox::decode(&entry.id, &body) {
+            match outbox::decode(&self.config.label, &entry.id, &body) {
                 Ok(event) => events.push(event),
                 Err(reason) => {
                     error!(entry = %entry.id, %reason, "outbox entry cannot be decoded; dead-lettered");

@@ -13,7 +13,9 @@ pub struct Script {
 
 impl Script {
     fn new(body: &str) -> Self {
-        let source = format!("{LIB}\n{body}");
+        // `#!lua` (no flags): Redis then refuses, in cluster mode, any key outside the slot of the
+        // script's KEYS, which proves the one-slot rule of lua/README.md on every call.
+        let source = format!("#!lua\n{LIB}\n{body}");
         let hash = redis::Script::new(&source).get_hash().to_string();
         Self { source, hash }
     }
@@ -45,6 +47,11 @@ pub struct Scripts {
     pub in_flight: Script,
     pub restore: Script,
     pub candidates: Script,
+    pub capable: Script,
+    pub depend: Script,
+    pub settle: Script,
+    pub unbind: Script,
+    pub void: Script,
 }
 
 impl Scripts {
@@ -68,6 +75,11 @@ impl Scripts {
             in_flight: script!("in_flight.lua"),
             restore: script!("restore.lua"),
             candidates: script!("candidates.lua"),
+            capable: script!("capable.lua"),
+            depend: script!("depend.lua"),
+            settle: script!("settle.lua"),
+            unbind: script!("unbind.lua"),
+            void: script!("void.lua"),
         }
     }
 }

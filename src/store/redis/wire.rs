@@ -53,6 +53,8 @@ pub struct PolicyWire<'a> {
     pub max_attempts: u32,
     pub outbox: bool,
     pub outbox_bound: u64,
+    /// The watch channel scripts publish to.
+    pub channel: &'a str,
 }
 
 #[derive(Serialize)]
@@ -63,7 +65,12 @@ pub struct WeightsWire {
     pub performance: f64,
 }
 
-pub fn policy_json(policy: &RoutingPolicy, outbox: bool, outbox_bound: u64) -> String {
+pub fn policy_json(
+    policy: &RoutingPolicy,
+    outbox: bool,
+    outbox_bound: u64,
+    channel: &str,
+) -> String {
     let wire = PolicyWire {
         types: &policy.specialist_types,
         fallback: policy.fallback_type.as_deref(),
@@ -78,6 +85,7 @@ pub fn policy_json(policy: &RoutingPolicy, outbox: bool, outbox_bound: u64) -> S
         max_attempts: policy.max_attempts,
         outbox,
         outbox_bound,
+        channel,
     };
     serde_json::to_string(&wire).expect("policy serializes")
 }

@@ -1,0 +1,21 @@
+--[[
+  depend: a new subtask in another slot waits on a subtask of this slot. Unless the dependency
+  finished already, the dependent is added (once) to its `rdeps` list, whose entries go to the
+  `notify` list when it finishes.
+  ARGV[3] json  {dependency, dependent, dependent_type}
+  Returns {state: the dependency's state when it is finished, else null}.
+  Errors: 2 unknown dependency. Writes: rdeps:<dependency>.
+]]
+local record = sub_get(ARGS.dependency)
+if not record then
+  return fail(2, 'subtask ' .. ARGS.dependency .. ' not found')
+end
+if record.state == 'COMPLETED' or record.state == 'FAILED' or record.state == 'CANCELLED' then
+  return done({state = record.state})
+end
+local entry = cjson.encode({ARGS.dependent_type, ARGS.dependent})
+local list = key('rdeps', ARGS.dependency)
+if not rcall('LPOS', list, entry) then
+  rcall('RPUSH', list, entry)
+end
+return done({})

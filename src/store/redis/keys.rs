@@ -1,0 +1,108 @@
+//! Redis key names. Everything of one specialist type lives under that type's hash tag,
+//! `sb:{<namespace>:<type>}:`, so each script touches one Redis Cluster slot and a deployment's
+//! types spread over a cluster's shards. Three kinds of key stand apart:
+//! - the directory: one key per id, `sb:{<namespace>/s/<specialist id>}` and
+//!   `sb:{<namespace>/t/<subtask id>}`, holding the type whose slot has the record (plain
+//!   commands, one key each, so they spread over the slots too);
+//! - the deployment's meta hash `sb:{<namespace>}:meta` (rebuild markers);
+//! - the watch channel `sb:{<namespace>}:watch` (pub/sub: not a key, any node takes it).
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    namespace: String,
+}
+
+impl Keys {
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+        }
+    }
+
+    /// The prefix of every key of one type's slot.
+    pub fn type_prefix(&self, specialist_type: &str) -> String {
+        format!("sb:{{{}:{specialist_type}}}:", self.namespace)
+    }
+
+    pub fn type_key(&self, specialist_type: &str, name: &str) -> String {
+        format!("{}{name}", self.type_prefix(specialist_type))
+    }
+
+    /// The KEYS[1] of every script run in the type's slot.
+    pub fn type_meta(&self, specialist_type: &str) -> String {
+        self.type_key(specialist_type, "meta")
+    }
+
+    pub fn subtask_record(&self, specialist_type: &str, subtask_id: &str) -> String {
+        self.type_key(specialist_type, &format!("sub:{subtask_id}"))
+    }
+
+    /// Where a specialist id is bound: the type it registers (and keeps its performance) under.
+    pub fn specialist_directory(&self, specialist_id: &str) -> String {
+        format!("sb:{{{}/s/{specialist_id}}}", self.namespace)
+    }
+
+    /// Where a subtask's record is: its routed type (its requested type while being forwarded).
+    pub fn subtask_directory(&self, subtask_id: &str) -> String {
+        format!("sb:{{{}/t/{subtask_id}}}", self.namespace)
+    }
+
+    pub fn deployment_meta(&self) -> String {
+        format!("sb:{{{}}}:meta", self.namespace)
+    }
+
+    pub fn watch_channel(&self) -> String {
+        format!("sb:{{{}}}:watch", self.namespace)
+    }
+
+    /// SCAN patterns that together match every key of the deployment (and no other deployment's).
+    pub fn patterns(&self) -> [String; 3] {
+        let namespace = glob_escape(&self.namespace);
+        [
+            format!("sb:{{{namespace}}}:*"),
+            format!("sb:{{{namespace}:*"),
+            format!("sb:{{{namespace}/*"),
+        ]
+    }
+}
+
+fn glob_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for character in text.chars() {
+        if matches!(character, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_types_keys_share_one_hash_tag_and_types_do_not() {
+        let keys = Keys::new("prod");
+        let tag = |key: &str| {
+            let open = key.find('{').unwrap();
+            let close = open + key[open..].find('}').unwrap();
+            key[open + 1..close].to_string()
+        };
+        assert_eq!(tag(&keys.type_meta("backend")), "prod:backend");
+        assert_eq!(tag(&keys.subtask_record("backend", "t1")), "prod:backend");
+        assert_ne!(tag(&keys.type_meta("frontend")), "prod:backend");
+        assert_eq!(tag(&keys.subtask_directory("t1")), "prod/t/t1");
+        assert_eq!(tag(&keys.specialist_directory("s1")), "prod/s/s1");
+    }
+
+    #[test]
+    fn patterns_cover_the_deployment_only() {
+        let keys = Keys::new("a");
+        let patterns = keys.patterns();
+        assert_eq!(patterns[0], "sb:{a}:*");
+        assert_eq!(patterns[1], "sb:{a:*");
+        assert_eq!(patterns[2], "sb:{a/*");
+        assert_eq!(Keys::new("x*").patterns()[0], "sb:{x\\*}:*");
+    }
+}

@@ -1,0 +1,79 @@
+//! Dependents in other slots. A script that finishes a subtask settles its dependents in its own
+//! slot and appends `[type, dependent, dependency, state]` for each one elsewhere to its slot's
+//! `notify` list; the store then delivers each entry (settle.lua in the dependent's slot, which
+//! may leave notices of its own) and removes it. Delivering twice does nothing more, so a replica
+//! that dies between the two steps loses nothing: the lease sweeper delivers what is left.
+
+use std::collections::VecDeque;
+
+use serde_json::json;
+use tracing::{error, warn};
+
+use crate::store::{StoreError, StoreResult};
+
+use super::directory::command;
+use super::RedisStore;
+
+/// Notices read per round trip.
+const NOTICE_BATCH: &str = "99";
+
+impl RedisStore {
+    /// Delivers the notices waiting in a slot (and those their delivery leaves). A failure is
+    /// logged: the notices stay listed for the next sweep.
+    pub(super) async fn deliver_notices(&self, slot: &str) {
+        if let Err(failure) = self.try_deliver_notices(slot).await {
+            warn!(%failure, slot, "dependency notices left for the next sweep");
+        }
+    }
+
+    async fn try_deliver_notices(&self, first: &str) -> StoreResult<()> {
+        let mut slots = VecDeque::from([first.to_string()]);
+        while let Some(slot) = slots.pop_front() {
+            let list = self.keys.type_key(&slot, "notify");
+            loop {
+                let entries: Vec<String> = self
+                    .query(&command(&["LRANGE", &list, "0", NOTICE_BATCH]))
+                    .await?;
+                if entries.is_empty() {
+                    break;
+                }
+                for entry in entries {
+                    match serde_json::from_str::<(String, String, String, String)>(&entry) {
+                        Ok((target, dependent, dependency, state)) => {
+                            let reply = self
+                                .call_value(
+                                    &self.scripts.settle,
+                                    &target,
+                                    json!({
+                                        "dependent": dependent,
+                                        "dependency": dependency,
+                                        "state": state,
+                                    }),
+                                )
+                                .await;
+                            match reply {
+                                Ok(value) => {
+                                    let more = value.get("notify").and_then(|v| v.as_bool());
+                                    if more == Some(true) && !slots.contains(&target) {
+                                        slots.push_back(target);
+                                    }
+                                }
+                                Err(StoreError::Unavailable(message)) => {
+                                    return Err(StoreError::Unavailable(message));
+                                }
+                                Err(failure) => {
+                                    error!(%failure, %entry, "dependency notice refused; dropped");
+                                }
+                            }
+                        }
+                        Err(failure) => {
+                            error!(%failure, %entry, "dependency notice unreadable; dropped");
+                        }
+                    }
+                    let _: i64 = self.query(&command(&["LREM", &list, "1", &entry])).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
