@@ -25,7 +25,7 @@ GO_ENV = source <(bash scripts/install-clients.sh --print-go-env)
 
 help:
 	@echo "make run    - run the server (embedded in-memory store, gRPC on 127.0.0.1:50051; ARGS=... for flags)"
-	@echo "make test   - install tools, cargo test --all-targets, the conformance tests again on Redis and on a Redis Cluster node, the client tests"
+	@echo "make test   - install tools, cargo test --all-targets, the conformance tests again on Redis and on a Redis Cluster, the client tests"
 	@echo "make test-clients - generated code up to date?, Python client pytest, Go client go vet + go test"
 	@echo "make gen    - regenerate stubs: Rust (build.rs), Python and Go clients (clients/gen.sh)"
 	@echo "make fmt    - cargo fmt"
@@ -53,13 +53,14 @@ endef
 
 # The API test files are the conformance suite: they run once on the embedded store (with everything
 # else), again on the Redis store (the shared Redis on 127.0.0.1:6379, a namespace per test), and a
-# third time on a private one-node Redis Cluster, where Redis refuses any script touching two slots.
+# third time on a private three-node Redis Cluster (scripts/with-cluster.sh), where each type is one
+# slot and Redis refuses any script touching a key outside it.
 CONFORMANCE := registration scoring queue dependencies fencing watch validation server concurrency
 
 test: tools clients-tools
 	$(CARGO) test --all-targets
 	SWITCHBOARD_TEST_STORE=redis $(CARGO) test $(foreach name,$(CONFORMANCE),--test $(name))
-	SWITCHBOARD_TEST_STORE=redis scripts/with-cluster-node.sh $(CARGO) test $(foreach name,$(CONFORMANCE),--test $(name))
+	SWITCHBOARD_TEST_STORE=redis scripts/with-cluster.sh $(CARGO) test $(foreach name,$(CONFORMANCE),--test $(name))
 	$(client-tests)
 
 test-clients: tools clients-tools

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Drives a production-store server (Redis, optionally Postgres) with `switchboard bench` and reports
 # what the bench cannot see: Redis CPU seconds and EVALSHA cost (INFO), and, with Postgres, the
-# outbox backlog (XLEN) every 5 s and the subtasks Postgres holds afterwards.
+# outbox backlog (XLEN, summed over the types' streams) every 5 s and the subtasks Postgres holds afterwards.
 #
 #   scripts/bench-production.sh [--postgres] [bench flags...]
 #   e.g. scripts/bench-production.sh --agents 100 --duration 10
@@ -34,6 +34,13 @@ if $postgres; then
   serve+=(--database-url "$database_url")
 fi
 rcli() { redis-cli -u "$REDIS_URL" "$@"; }
+# Each specialist type's slot has its own outbox stream: the backlog is their sum.
+TYPES=${SWITCHBOARD_TYPES:-frontend backend testing docs general}
+outbox_len() {
+  local total=0 type
+  for type in $TYPES; do total=$((total + $(rcli XLEN "sb:{$run:$type}:outbox"))); done
+  echo "$total"
+}
 redis_cpu() { rcli INFO cpu | awk -F: '/^used_cpu_(sys|user):/ { sum += $2 } END { print sum }'; }
 
 "$BIN" "${serve[@]}" > "/tmp/$run.server.log" 2>&1 &
@@ -47,17 +54,19 @@ done
 
 samples=/tmp/$run.xlen
 if $postgres; then
-  ( while kill -0 $server 2>/dev/null; do rcli XLEN "sb:{$run}:outbox"; sleep 5; done ) > "$samples" &
+  ( while kill -0 $server 2>/dev/null; do outbox_len; sleep 5; done ) > "$samples" &
 fi
 rcli CONFIG RESETSTAT > /dev/null
 cpu_before=$(redis_cpu)
 "$BIN" bench --addr "127.0.0.1:$port" --server-pid "$server" "$@"
 cpu_after=$(redis_cpu)
 echo "redis CPU               $(echo "$cpu_after - $cpu_before" | bc) s"
-rcli INFO commandstats | awk -F'[:,=]' '/^cmdstat_evalsha:/ { print "EVALSHA                 " $3 " calls, " $7 " us per call (Redis INFO)" }'
+rcli INFO commandstats | awk -F'[:,=]' '
+  /^cmdstat_evalsha:/ { print "EVALSHA                 " $3 " calls, " $7 " us per call (Redis INFO)" }
+  /^cmdstat_(set|get):/ { sub("cmdstat_", "", $1); printf "%-24s%s calls, %s us per call (the directory)\n", toupper($1), $3, $7 }'
 if $postgres; then
   for waited in $(seq 0 60); do
-    [[ $(rcli XLEN "sb:{$run}:outbox") == 0 ]] && break
+    [[ $(outbox_len) == 0 ]] && break
     sleep 1
   done
   echo "outbox backlog (XLEN)   every 5 s: $(tr '\n' ' ' < "$samples")"

@@ -180,8 +180,14 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_REDIS_URL")]
     pub redis_url: Option<String>,
 
-    /// Namespace of this deployment's Redis keys (`sb:{<namespace>}:...`, one hash tag); replicas
-    /// of one deployment share it.
+    /// --redis-url names a Redis Cluster (comma-separated URLs of some of its nodes): commands go
+    /// to the node serving their key's slot. Each specialist type is one slot.
+    #[arg(long, env = "SWITCHBOARD_REDIS_CLUSTER", requires = "redis_url")]
+    pub redis_cluster: bool,
+
+    /// Namespace of this deployment's Redis keys (`sb:{<namespace>:<type>}:...`, one hash tag per
+    /// specialist type, and the directory `sb:{<namespace>/...}`); replicas of one deployment
+    /// share it.
     #[arg(
         long,
         env = "SWITCHBOARD_REDIS_NAMESPACE",
@@ -468,6 +474,7 @@ impl ServeConfig {
     pub fn redis_store_config(&self) -> Option<crate::store::redis::RedisStoreConfig> {
         let url = self.redis_url.as_ref()?;
         let mut config = crate::store::redis::RedisStoreConfig::new(url.clone());
+        config.cluster = self.redis_cluster;
         config.namespace = self.redis_namespace.clone();
         config.pool_size = self.redis_pool_size.max(1);
         config.command_timeout = std::time::Duration::from_millis(self.store_timeout_ms.max(1));

@@ -1,8 +1,8 @@
 //! Model-based property test: random sequences of register / heartbeat / deregister / assign /
 //! report / release / cancel / lease expiry go to the embedded store (the reference) and to the
 //! Redis store (shared Redis, a namespace per case) with one pinned clock. The same sequences run
-//! again on a private one-node Redis Cluster, where Redis itself refuses any script that touches a
-//! key outside its type's slot. After every step the
+//! again on a private three-node Redis Cluster, where Redis itself refuses any script that touches
+//! a key outside its type's slot. After every step the
 //! results must be equal, and so must what can be read: every subtask's assignment, both queues,
 //! the queue statistics and every specialist's in-flight work. Epochs, scores (bit for bit),
 //! queue positions and error messages included.
@@ -154,9 +154,10 @@ fn same<T: PartialEq + Debug>(step: usize, what: &str, reference: T, redis: T) {
 }
 
 impl Pair {
-    fn new(redis_url: &str) -> Self {
+    fn new(redis_url: &str, cluster: bool) -> Self {
         let clock = Arc::new(PinnedClock(AtomicI64::new(1_800_000_000_000)));
         let mut config = RedisStoreConfig::new(redis_url);
+        config.cluster = cluster;
         config.namespace = support::unique_namespace("model");
         config.pool_size = 2;
         let redis = RedisStore::connect_with_clock(
@@ -394,7 +395,7 @@ fn cases() -> u32 {
 
 /// Runs `cases` random sequences against the Redis at `redis_url`; panics with the shrunk
 /// sequence that fails.
-fn sequences_agree(redis_url: &str, cases: u32) {
+fn sequences_agree(redis_url: &str, cluster: bool, cases: u32) {
     let config = ProptestConfig {
         cases,
         max_shrink_iters: 200,
@@ -407,7 +408,7 @@ fn sequences_agree(redis_url: &str, cases: u32) {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let pair = Pair::new(redis_url);
+            let pair = Pair::new(redis_url, cluster);
             for (step, op) in ops.iter().enumerate() {
                 pair.apply(step, op).await;
                 pair.compare_reads(step).await;
@@ -422,17 +423,18 @@ fn sequences_agree(redis_url: &str, cases: u32) {
 
 #[test]
 fn redis_store_agrees_with_the_embedded_store() {
-    sequences_agree(&support::test_redis_url(), cases());
+    sequences_agree(&support::test_redis_url(), false, cases());
 }
 
-/// Every script of every sequence runs with Redis enforcing Cluster's one-slot rule.
+/// The same on a private three-node Redis Cluster: each script runs on the node serving its
+/// type's slot, and Redis refuses any script that touches a key outside that slot.
 #[test]
-fn redis_store_agrees_on_a_cluster_node() {
+fn redis_store_agrees_on_a_redis_cluster() {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let redis = runtime.block_on(support::redis_server::PrivateRedis::start_cluster_node());
-    sequences_agree(&redis.url(), cases().div_ceil(2));
-    drop(redis);
+    let cluster = runtime.block_on(support::redis_server::PrivateCluster::start());
+    sequences_agree(&cluster.urls(), true, cases().div_ceil(2));
+    drop(cluster);
 }

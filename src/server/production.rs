@@ -73,14 +73,14 @@ pub async fn start(
     };
     let running = start_with_store_and_checkpoints(config, store.clone(), checkpoints).await?;
     if let Some(pool) = postgres_pool {
-        let client = redis::Client::open(redis_config.url.as_str())?;
+        let endpoint = redis_config.endpoint();
         let stop = running.stop_token();
         // One relay per type: each type's slot has its own outbox stream.
         let keys = redis_config.keys();
         for specialist_type in store.types() {
             tokio::spawn(
                 relay::run(
-                    client.clone(),
+                    endpoint.clone(),
                     pool.clone(),
                     RelayConfig::new(keys.type_prefix(specialist_type), specialist_type.clone()),
                     stop.clone(),

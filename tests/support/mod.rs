@@ -86,12 +86,21 @@ fn store_flags(extra: &[&str]) -> Vec<String> {
     if test_store() != "redis" || extra.contains(&"--redis-url") {
         return Vec::new();
     }
-    vec![
+    let mut flags = vec![
         "--redis-url".into(),
         test_redis_url(),
         "--redis-namespace".into(),
         unique_namespace("test"),
-    ]
+    ];
+    if test_redis_cluster() {
+        flags.push("--redis-cluster".into());
+    }
+    flags
+}
+
+/// Whether SWITCHBOARD_TEST_REDIS_URL names the nodes of a Redis Cluster (scripts/with-cluster.sh).
+pub fn test_redis_cluster() -> bool {
+    std::env::var("SWITCHBOARD_TEST_REDIS_CLUSTER").is_ok_and(|value| value == "1")
 }
 
 /// One in-process server and clients connected to it.

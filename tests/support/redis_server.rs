@@ -15,7 +15,7 @@ pub struct PrivateRedis {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    /// A one-node Redis Cluster (every slot on this node): scripts may touch one slot each.
+    /// A node of a Redis Cluster (`cluster-enabled yes`; PrivateCluster assigns its slots).
     cluster: bool,
 }
 
@@ -23,31 +23,6 @@ impl PrivateRedis {
     /// Spawns redis-server on a free port and waits until it answers PING.
     pub async fn start() -> Self {
         Self::start_with(false).await
-    }
-
-    /// A one-node Redis Cluster: `cluster-enabled yes`, all 16384 slots on this node, so the
-    /// store's plain connections are served (no MOVED) while Redis enforces the cluster's rule
-    /// for scripts: a `#!lua` script touching a key outside its KEYS' slot fails.
-    pub async fn start_cluster_node() -> Self {
-        let redis = Self::start_with(true).await;
-        redis
-            .command(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"])
-            .await;
-        let deadline = Instant::now() + EVENTUALLY;
-        let mut interval = tokio::time::interval(POLL_EVERY);
-        loop {
-            interval.tick().await;
-            if let redis::Value::BulkString(info) = redis.command(&["CLUSTER", "INFO"]).await {
-                if String::from_utf8_lossy(&info).contains("cluster_state:ok") {
-                    return redis;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the one-node cluster never reached cluster_state:ok; its log:\n{}",
-                redis.log()
-            );
-        }
     }
 
     async fn start_with(cluster: bool) -> Self {
@@ -214,6 +189,59 @@ impl PrivateRedis {
     async fn answers_ping(&self) -> bool {
         let ping = tokio::time::timeout(Duration::from_secs(1), self.try_command(&["PING"]));
         matches!(ping.await, Ok(Ok(redis::Value::SimpleString(pong))) if pong == "PONG")
+    }
+}
+
+/// A private three-node Redis Cluster (no replicas): slots 0-5460, 5461-10922 and 10923-16383,
+/// one range per node, so the types' slots and the directory spread over the nodes.
+pub struct PrivateCluster {
+    nodes: Vec<PrivateRedis>,
+}
+
+impl PrivateCluster {
+    pub async fn start() -> Self {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            nodes.push(PrivateRedis::start_with(true).await);
+        }
+        let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
+        for (node, (first, last)) in nodes.iter().zip(ranges) {
+            node.command(&["CLUSTER", "ADDSLOTSRANGE", first, last]).await;
+        }
+        for node in &nodes[1..] {
+            let port = nodes[0].port().to_string();
+            node.command(&["CLUSTER", "MEET", "127.0.0.1", &port]).await;
+        }
+        let deadline = Instant::now() + EVENTUALLY;
+        let mut interval = tokio::time::interval(POLL_EVERY);
+        loop {
+            interval.tick().await;
+            let mut ready = true;
+            for node in &nodes {
+                let info = node.command(&["CLUSTER", "INFO"]).await;
+                let ok = matches!(&info, redis::Value::BulkString(text)
+                    if String::from_utf8_lossy(text).contains("cluster_state:ok")
+                        && String::from_utf8_lossy(text).contains("cluster_known_nodes:3"));
+                ready &= ok;
+            }
+            if ready {
+                return Self { nodes };
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the three-node cluster never reached cluster_state:ok; first node's log:\n{}",
+                nodes[0].log()
+            );
+        }
+    }
+
+    /// The nodes' URLs, comma-separated (what --redis-url takes with --redis-cluster).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(PrivateRedis::url)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

@@ -3,7 +3,7 @@
 //! scripts' JSON replies and error codes to the domain, and guards Redis with a circuit breaker.
 //! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
 
-mod connections;
+pub mod connections;
 mod directory;
 mod feed;
 pub mod keys;
@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Config as PoolConfig, Pool, Runtime};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,7 +42,7 @@ use crate::store::{
     QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
-use connections::Connections;
+use connections::{Connections, Endpoint};
 use feed::FeedHub;
 use keys::Keys;
 use pending::PendingStore;
@@ -58,7 +57,10 @@ const EXPIRY_BATCH: usize = 500;
 
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
+    /// `redis://host:port/db`; with `cluster`, comma-separated URLs of some of the cluster's nodes.
     pub url: String,
+    /// A Redis Cluster: commands are routed by key to the node serving its slot.
+    pub cluster: bool,
     /// Every key carries the namespace: `sb:{<namespace>:<type>}:...`, one hash tag per
     /// specialist type, and the directory `sb:{<namespace>/...}` (see keys.rs, lua/README.md).
     pub namespace: String,
@@ -76,6 +78,7 @@ impl RedisStoreConfig {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            cluster: false,
             namespace: "switchboard".into(),
             pool_size: 32,
             command_timeout: Duration::from_secs(2),
@@ -87,6 +90,10 @@ impl RedisStoreConfig {
 
     pub fn keys(&self) -> Keys {
         Keys::new(self.namespace.clone())
+    }
+
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint::parse(&self.url, self.cluster)
     }
 }
 
@@ -118,17 +125,16 @@ impl RedisStore {
         policy: &RoutingPolicy,
         clock: Option<Arc<dyn Clock>>,
     ) -> StoreResult<Self> {
-        let mut pool_config = PoolConfig::from_url(config.url.clone());
-        pool_config.pool = Some(deadpool_redis::PoolConfig::new(config.pool_size));
-        let pool = pool_config
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
-        let client = redis::Client::open(config.url.as_str())
+        let endpoint = config.endpoint();
+        let connections = Connections::new(&endpoint, config.pool_size)
+            .map_err(|error| StoreError::invalid("redis_url", error))?;
+        let client = endpoint
+            .first_node_client()
             .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
         let keys = config.keys();
         let feeds = FeedHub::start(client, keys.watch_channel());
         Ok(Self {
-            connections: Connections::new(pool, config.pool_size.div_ceil(4)),
+            connections,
             scripts: Scripts::new(),
             policy_json: policy_json(
                 policy,
@@ -185,10 +191,6 @@ impl RedisStore {
     /// The configured specialist types, each one slot.
     pub fn types(&self) -> &[String] {
         &self.types
-    }
-
-    pub fn pool(&self) -> &Pool {
-        self.connections.pool()
     }
 
     /// Whether the Redis circuit breaker is open right now.

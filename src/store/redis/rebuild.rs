@@ -21,6 +21,7 @@ use crate::store::postgres::PgPool;
 use crate::store::{Store, StoreError, StoreResult};
 
 use super::wire::{availability_from, spec_json};
+use super::directory::command;
 use super::RedisStore;
 
 /// How long a replica waits for another one's rebuild.
@@ -42,10 +43,6 @@ struct RestoredReply {
 
 fn pg_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("postgres unavailable: {error}"))
-}
-
-fn redis_error(error: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(format!("redis unavailable: {error}"))
 }
 
 fn spec_of(row: &Row) -> SubtaskSpec {
@@ -74,27 +71,18 @@ pub async fn rebuild_if_empty(
     postgres: &PgPool,
 ) -> StoreResult<Option<RebuildSummary>> {
     let meta = store.keys.deployment_meta();
-    let mut connection = store.pool().get().await.map_err(redis_error)?;
-    let claimed: bool = redis::cmd("HSETNX")
-        .arg(&meta)
-        .arg("rebuild_started_ms")
-        .arg(crate::store::clock::Clock::now_ms(
-            &crate::store::clock::SystemClock,
-        ))
-        .query_async(&mut connection)
-        .await
-        .map_err(redis_error)?;
+    let now = crate::store::clock::Clock::now_ms(&crate::store::clock::SystemClock).to_string();
+    let claimed: bool = store
+        .query(&command(&["HSETNX", &meta, "rebuild_started_ms", &now]))
+        .await?;
     if !claimed {
         let deadline = tokio::time::Instant::now() + WAIT_FOR_OTHER;
         let mut every = tokio::time::interval(Duration::from_millis(50));
         loop {
             every.tick().await;
-            let done: bool = redis::cmd("HEXISTS")
-                .arg(&meta)
-                .arg("rebuilt_ms")
-                .query_async(&mut connection)
-                .await
-                .map_err(redis_error)?;
+            let done: bool = store
+                .query(&command(&["HEXISTS", &meta, "rebuilt_ms"]))
+                .await?;
             if done {
                 return Ok(None);
             }
@@ -106,18 +94,11 @@ pub async fn rebuild_if_empty(
             }
         }
     }
-    drop(connection);
     let summary = restore(store, postgres).await?;
-    let mut connection = store.pool().get().await.map_err(redis_error)?;
-    let _: () = redis::cmd("HSET")
-        .arg(&meta)
-        .arg("rebuilt_ms")
-        .arg(crate::store::clock::Clock::now_ms(
-            &crate::store::clock::SystemClock,
-        ))
-        .query_async(&mut connection)
-        .await
-        .map_err(redis_error)?;
+    let now = crate::store::clock::Clock::now_ms(&crate::store::clock::SystemClock).to_string();
+    let _: () = store
+        .query(&command(&["HSET", &meta, "rebuilt_ms", &now]))
+        .await?;
     info!(?summary, "redis rebuilt from postgres");
     Ok(Some(summary))
 }

@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use tokio_util::sync::CancellationToken;
@@ -17,6 +16,7 @@ use tracing::{debug, error, info, warn};
 use crate::domain::history::HistoryEvent;
 use crate::store::postgres::{apply_batch, PgPool};
 
+use super::connections::{Connection, Endpoint};
 use super::outbox;
 
 const GROUP: &str = "history";
@@ -44,7 +44,7 @@ impl RelayConfig {
 }
 
 pub async fn run(
-    client: redis::Client,
+    endpoint: Endpoint,
     postgres: PgPool,
     config: RelayConfig,
     stop: CancellationToken,
@@ -54,7 +54,7 @@ pub async fn run(
     info!(%stream, %consumer, "outbox relay started");
     let mut backoff = Backoff::default();
     while !stop.is_cancelled() {
-        let mut connection = match client.get_multiplexed_async_connection().await {
+        let mut connection = match endpoint.connect().await {
             Ok(connection) => connection,
             Err(error) => {
                 warn!(%error, "outbox relay cannot reach redis");
@@ -92,7 +92,7 @@ fn rand_suffix() -> u64 {
 }
 
 async fn ensure_group(
-    connection: &mut MultiplexedConnection,
+    connection: &mut Connection,
     stream: &str,
 ) -> redis::RedisResult<()> {
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
@@ -132,7 +132,7 @@ impl Backoff {
 }
 
 struct Relay<'a> {
-    connection: MultiplexedConnection,
+    connection: Connection,
     stream: &'a str,
     consumer: &'a str,
     postgres: &'a PgPool,
