@@ -104,6 +104,52 @@ async fn history_reaches_postgres() {
     );
 }
 
+/// On a three-node Redis Cluster: each type's outbox stream is on the node of its slot and has a
+/// relay of its own; a subtask forwarded to the fallback type and one waiting on a dependency of
+/// another type end up in Postgres as they ended in Redis.
+#[tokio::test]
+async fn history_reaches_postgres_from_a_redis_cluster() {
+    let cluster = support::redis_server::PrivateCluster::start().await;
+    let urls = cluster.urls();
+    let db = TestDb::create().await;
+    let url = db.url();
+    let deployment = deployment(&urls, &url, db, &["--redis-cluster"]).await;
+    let mut clients = deployment.server.clients.clone();
+    clients.register("cl-back", "backend", &["rust"]).await;
+    clients.register("cl-gen", "general", &["go"]).await;
+    let first = clients.assign_simple("cl-a", "backend", &["rust"]).await;
+    assert_assigned_to(&first, "cl-back");
+    let mut dependent = task("cl-b", "docs", &["go"]);
+    dependent.depends_on = vec!["cl-a".into()];
+    let blocked = clients.assign(dependent).await;
+    assert_state(&blocked, AssignmentState::Blocked);
+    clients.report(&first, true).await;
+    let forwarded = clients.get("cl-b").await;
+    assert_assigned_to(&forwarded, "cl-gen");
+    assert_eq!(forwarded.routed_type, "general");
+    clients.report(&forwarded, true).await;
+
+    let db = &deployment.db;
+    poll_count(db, "both subtasks completed", "SELECT count(*) FROM subtasks WHERE subtask_id IN ('cl-a', 'cl-b') AND state = 'COMPLETED'", 2).await;
+    poll_count(db, "the forwarded subtask's routed type", "SELECT count(*) FROM subtasks WHERE subtask_id = 'cl-b' AND routed_type = 'general' AND specialist_id = 'cl-gen'", 1).await;
+    poll_count(
+        db,
+        "both performance reports",
+        "SELECT count(*) FROM performance_reports WHERE subtask_id IN ('cl-a', 'cl-b')",
+        2,
+    )
+    .await;
+    poll_count(
+        db,
+        "events from both types' streams",
+        "SELECT count(DISTINCT stream_type) FROM performance_reports",
+        2,
+    )
+    .await;
+    drop(deployment);
+    drop(cluster);
+}
+
 #[tokio::test]
 async fn postgres_outage_does_not_stop_assignment_and_history_catches_up() {
     let db = TestDb::create().await;

@@ -145,7 +145,11 @@ async fn a_notice_left_undelivered_is_delivered_by_the_lease_sweeper() {
     let notify = fixture.keys.type_key("backend", "notify");
     assert_eq!(fixture.plain::<i64>(&["LLEN", &notify]).await, 1);
     let (still, _) = fixture.store.get_assignment("b").await.unwrap();
-    assert_eq!(still.state, SubtaskState::Blocked, "b has not been told yet");
+    assert_eq!(
+        still.state,
+        SubtaskState::Blocked,
+        "b has not been told yet"
+    );
 
     fixture.store.expire_leases().await.unwrap();
     let (settled, _) = fixture.store.get_assignment("b").await.unwrap();

@@ -206,7 +206,8 @@ impl PrivateCluster {
         }
         let ranges = [("0", "5460"), ("5461", "10922"), ("10923", "16383")];
         for (node, (first, last)) in nodes.iter().zip(ranges) {
-            node.command(&["CLUSTER", "ADDSLOTSRANGE", first, last]).await;
+            node.command(&["CLUSTER", "ADDSLOTSRANGE", first, last])
+                .await;
         }
         for node in &nodes[1..] {
             let port = nodes[0].port().to_string();

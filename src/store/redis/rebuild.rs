@@ -20,8 +20,8 @@ use crate::domain::subtask::SubtaskSpec;
 use crate::store::postgres::PgPool;
 use crate::store::{Store, StoreError, StoreResult};
 
-use super::wire::{availability_from, spec_json};
 use super::directory::command;
+use super::wire::{availability_from, spec_json};
 use super::RedisStore;
 
 /// How long a replica waits for another one's rebuild.

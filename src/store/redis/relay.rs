@@ -91,10 +91,7 @@ fn rand_suffix() -> u64 {
         .unwrap_or_default()
 }
 
-async fn ensure_group(
-    connection: &mut Connection,
-    stream: &str,
-) -> redis::RedisResult<()> {
+async fn ensure_group(connection: &mut Connection, stream: &str) -> redis::RedisResult<()> {
     let created: redis::RedisResult<()> = redis::cmd("XGROUP")
         .arg("CREATE")
         .arg(stream)
