@@ -118,7 +118,7 @@ enum Backend {
         next: AtomicUsize,
     },
     Cluster {
-        client: ClusterClient,
+        client: Box<ClusterClient>,
         connection: Mutex<Option<ClusterConnection>>,
     },
 }
@@ -151,7 +151,9 @@ impl Connections {
                 }
             }
             Endpoint::Cluster(nodes) => Backend::Cluster {
-                client: ClusterClient::new(nodes.clone()).map_err(|error| error.to_string())?,
+                client: Box::new(
+                    ClusterClient::new(nodes.clone()).map_err(|error| error.to_string())?,
+                ),
                 connection: Mutex::new(None),
             },
         };
