@@ -17,12 +17,28 @@ pub struct PrivateRedis {
     child: Option<Child>,
     /// A node of a Redis Cluster (`cluster-enabled yes`; PrivateCluster assigns its slots).
     cluster: bool,
+    /// `appendonly yes` + `appendfsync always`: a restart replays what was acknowledged.
+    persistent: bool,
 }
 
 impl PrivateRedis {
     /// Spawns redis-server on a free port and waits until it answers PING.
     pub async fn start() -> Self {
         Self::start_with(false).await
+    }
+
+    /// With `appendonly yes` and `appendfsync always` (every write is on disk before its reply),
+    /// so `restart` comes back with everything that was acknowledged.
+    pub async fn start_persistent() -> Self {
+        let mut redis = Self::start_with(false).await;
+        redis.kill();
+        redis.persistent = true;
+        assert!(
+            redis.spawn_and_wait().await,
+            "redis-server with an AOF did not start; its log:\n{}",
+            redis.log()
+        );
+        redis
     }
 
     async fn start_with(cluster: bool) -> Self {
@@ -35,6 +51,7 @@ impl PrivateRedis {
             dir,
             child: None,
             cluster,
+            persistent: false,
         };
         for _ in 1..START_ATTEMPTS {
             if redis.spawn_and_wait().await {
@@ -71,7 +88,8 @@ impl PrivateRedis {
         }
     }
 
-    /// Kills the server (if running) and starts a fresh one on the same port: no data, no scripts.
+    /// Kills the server (if running) and starts a new one on the same port and dir: no scripts, and
+    /// no data unless it is persistent (then it replays its AOF).
     pub async fn restart(&mut self) {
         self.kill();
         assert!(
@@ -154,7 +172,11 @@ impl PrivateRedis {
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1"])
             .args(["--save", ""])
-            .args(["--appendonly", "no"])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .args(["--protected-mode", "no"])
             .args(["--daemonize", "no"])
             .arg("--dir")
