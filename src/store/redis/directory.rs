@@ -3,12 +3,14 @@
 //! moves the binding (with the performance record) when a deregistered id registers as another
 //! type; lookups by id read the binding, then run the script in that slot.
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::domain::specialist::Registration;
 use crate::store::{Registered, StoreError, StoreResult};
 
+use super::scripts::Script;
 use super::wire::{availability_str, SpecialistWire};
 use super::RedisStore;
 
@@ -51,11 +53,41 @@ impl RedisStore {
         bound.ok_or_else(|| StoreError::specialist_not_found(specialist_id))
     }
 
-    /// The type whose slot holds a subtask's record.
-    pub(super) async fn subtask_slot(&self, subtask_id: &str) -> StoreResult<String> {
+    /// The type whose slot holds a subtask's record, from the directory.
+    async fn subtask_slot(&self, subtask_id: &str) -> StoreResult<String> {
         let directory = self.keys.subtask_directory(subtask_id);
         let bound: Option<String> = self.query(&command(&["GET", &directory])).await?;
         bound.ok_or_else(|| StoreError::subtask_not_found(subtask_id))
+    }
+
+    /// Runs a script in the slot of a subtask's record: the remembered one (placements.rs), or
+    /// the directory's. A remembered slot that does not have it (Redis lost its data, and the id
+    /// came back as another type) is forgotten and the directory asked.
+    pub(super) async fn call_for_subtask<T: DeserializeOwned>(
+        &self,
+        script: &Script,
+        subtask_id: &str,
+        args: Value,
+    ) -> StoreResult<T> {
+        if let Some(slot) = self.placements.get(subtask_id) {
+            match self.call(script, &slot, args.clone()).await {
+                Err(StoreError::NotFound {
+                    kind: "subtask", ..
+                }) => self.placements.forget(subtask_id),
+                other => return other,
+            }
+        }
+        let slot = self.subtask_slot(subtask_id).await?;
+        let result = self.call(script, &slot, args).await;
+        if result.is_ok() {
+            self.placed(subtask_id, &slot);
+        }
+        result
+    }
+
+    /// Remembers where a subtask's record was found (see placements.rs).
+    pub(super) fn placed(&self, subtask_id: &str, slot: &str) {
+        self.placements.remember(subtask_id, slot);
     }
 
     pub(super) async fn register_bound(

@@ -10,6 +10,7 @@ pub mod keys;
 mod notices;
 pub mod outbox;
 pub mod pending;
+mod placements;
 pub mod rebuild;
 pub mod relay;
 mod routing;
@@ -111,6 +112,8 @@ pub struct RedisStore {
     feeds: FeedHub,
     /// Where Assign puts subtasks while Redis is unreachable (with Postgres configured).
     pending: Option<PendingStore>,
+    /// The slots of subtasks this replica has seen (saves directory reads).
+    placements: placements::Placements,
 }
 
 impl RedisStore {
@@ -150,6 +153,7 @@ impl RedisStore {
             command_timeout: config.command_timeout,
             feeds,
             pending: None,
+            placements: placements::Placements::default(),
         })
     }
 
@@ -562,17 +566,13 @@ impl Store for RedisStore {
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {
-        let result: StoreResult<AssignmentReply> = match self.subtask_slot(subtask_id).await {
-            Ok(slot) => {
-                self.call(
-                    &self.scripts.get_assignment,
-                    &slot,
-                    json!({ "subtask_id": subtask_id }),
-                )
-                .await
-            }
-            Err(error) => Err(error),
-        };
+        let result: StoreResult<AssignmentReply> = self
+            .call_for_subtask(
+                &self.scripts.get_assignment,
+                subtask_id,
+                json!({ "subtask_id": subtask_id }),
+            )
+            .await;
         match result {
             Ok(reply) => Ok((
                 reply.view.into_domain()?,
@@ -595,11 +595,10 @@ impl Store for RedisStore {
     }
 
     async fn release(&self, request: ReleaseRequest) -> StoreResult<AssignmentView> {
-        let slot = self.subtask_slot(&request.subtask_id).await?;
         let reply: ViewReply = self
-            .call(
+            .call_for_subtask(
                 &self.scripts.release,
-                &slot,
+                &request.subtask_id,
                 json!({
                     "subtask_id": request.subtask_id,
                     "specialist_id": request.specialist_id,
@@ -612,11 +611,10 @@ impl Store for RedisStore {
     }
 
     async fn cancel(&self, subtask_id: &str, reason: &str) -> StoreResult<AssignmentView> {
-        let slot = self.subtask_slot(subtask_id).await?;
         let reply: ViewReply = self
-            .call(
+            .call_for_subtask(
                 &self.scripts.cancel,
-                &slot,
+                subtask_id,
                 json!({ "subtask_id": subtask_id, "reason": reason }),
             )
             .await?;
@@ -624,11 +622,10 @@ impl Store for RedisStore {
     }
 
     async fn report_completion(&self, report: CompletionReport) -> StoreResult<AssignmentView> {
-        let slot = self.subtask_slot(&report.subtask_id).await?;
         let reply: ViewReply = self
-            .call(
+            .call_for_subtask(
                 &self.scripts.complete,
-                &slot,
+                &report.subtask_id,
                 json!({
                     "subtask_id": report.subtask_id,
                     "specialist_id": report.specialist_id,
@@ -644,11 +641,10 @@ impl Store for RedisStore {
     }
 
     async fn queue_position(&self, subtask_id: &str) -> StoreResult<QueuePosition> {
-        let slot = self.subtask_slot(subtask_id).await?;
         let reply: PositionReply = self
-            .call(
+            .call_for_subtask(
                 &self.scripts.queue_position,
-                &slot,
+                subtask_id,
                 json!({ "subtask_id": subtask_id }),
             )
             .await?;

@@ -163,6 +163,7 @@ impl RedisStore {
             let view = reply
                 .view
                 .ok_or_else(|| StoreError::Internal("assign: no view in reply".into()))?;
+            self.placed(&spec.subtask_id, &slot);
             return self
                 .wait_on_other_slots(&spec.subtask_id, &slot, view, reply.remote_waits)
                 .await
