@@ -17,24 +17,24 @@
   Returns {view, remote_waits?: list of (dependency id, type)} (the store registers it with
   those: depend.lua), or {ask_fallback: type} (nothing written; call again with
   fallback_capable from capable.lua there), or {forward: type} (this slot now forwards the id:
-  call again there with routed), or {unclaimed: true} (another type holds the claim: void.lua
+  call again there with routed; `mark:<id>` says so), or {unclaimed: true} (another type holds the claim: void.lua
   there), or {retry: true} (the claim moved away since the store read the directory).
   Errors: 4 same id, other content; 3 unknown dependency; 5 history backlog full.
-  Writes: sub:<id>, fwd:<id>, void:<id>, the queue and pick indexes, deps:<dependency>, blocked.
+  Writes: sub:<id>, mark:<id>, the queue and pick indexes, deps:<dependency>, blocked.
   Events: subtask_created and subtask_changed (outbox), ASSIGNED (watch).
 ]]
 local subtask_id = ARGS.subtask_id
-if rcall('EXISTS', key('void', subtask_id)) == 1 then
+-- `mark:<id>`: 'fwd:<type>' (forwarded there) or 'void' (this type's claim was taken over).
+local mark = rcall('GET', key('mark', subtask_id))
+if mark == 'void' then
   if ARGS.takeover then
-    rcall('DEL', key('void', subtask_id))
+    rcall('DEL', key('mark', subtask_id))
   elseif ARGS.claimed then
     -- The id's claim moved to another type after the store read the directory.
     return done({retry = true})
   end
-end
-local forwarded = rcall('GET', key('fwd', subtask_id))
-if forwarded then
-  return done({forward = forwarded})
+elseif mark then
+  return done({forward = string.sub(mark, 5)})
 end
 local existing = sub_get(subtask_id)
 if existing then
@@ -81,7 +81,7 @@ if not ARGS.routed then
   if route == 'ask' then
     return done({ask_fallback = POLICY.fallback})
   elseif route == 'forward' then
-    rcall('SET', key('fwd', subtask_id), POLICY.fallback)
+    rcall('SET', key('mark', subtask_id), 'fwd:' .. POLICY.fallback)
     return done({forward = POLICY.fallback})
   end
 end

@@ -5,11 +5,13 @@
   marked void here, so that submission, should it still come, is told to retry, and the store
   moves the claim to the new type.
   ARGV[3] json  {subtask_id, to_type}
-  Returns {exists: bool}. Writes: void:<id>.
+  Returns {exists: bool}. Writes: mark:<id> ('void').
+  ARGV[3]'s to_type is for the reader of the header: the mark does not name it.
 ]]
 local subtask_id = ARGS.subtask_id
-if rcall('EXISTS', key('sub', subtask_id)) == 1 or rcall('EXISTS', key('fwd', subtask_id)) == 1 then
+local mark = rcall('GET', key('mark', subtask_id))
+if rcall('EXISTS', key('sub', subtask_id)) == 1 or (mark and mark ~= 'void') then
   return done({exists = true})
 end
-rcall('SET', key('void', subtask_id), ARGS.to_type)
+rcall('SET', key('mark', subtask_id), 'void')
 return done({exists = false})

@@ -718,19 +718,19 @@ local function settle_from(pending)
     local dependency = sub_get(dependency_id)
     if dependency then
       local waiting = rcall('LRANGE', key('deps', dependency_id), 0, -1)
-      rcall('DEL', key('deps', dependency_id))
-      for _, dependent_id in ipairs(waiting) do
-        settle_one(dependent_id, dependency_id, dependency.state, pending)
+      if #waiting > 0 then
+        rcall('DEL', key('deps', dependency_id))
       end
-      local remote = rcall('LRANGE', key('rdeps', dependency_id), 0, -1)
-      if #remote > 0 then
-        rcall('DEL', key('rdeps', dependency_id))
-        for _, entry in ipairs(remote) do
-          local target = cjson.decode(entry)
+      for _, entry in ipairs(waiting) do
+        -- A dependent in another slot is "\0<type>\0<id>" (depend.lua).
+        local target_type, target_id = string.match(entry, '^%z([^%z]*)%z(.*)$')
+        if target_type then
           rcall('RPUSH', key('notify'),
-            cjson.encode({target[1], target[2], dependency_id, dependency.state}))
+            cjson.encode({target_type, target_id, dependency_id, dependency.state}))
+          NOTIFIED = true
+        else
+          settle_one(entry, dependency_id, dependency.state, pending)
         end
-        NOTIFIED = true
       end
     end
   end
