@@ -1,7 +1,9 @@
 //! Three replicas of one deployment (the shared Redis, one fresh namespace, one fresh Postgres
 //! database) behave as one server: 200 concurrent callers spread 10,000 subtasks over the replicas
-//! while specialists watch on one replica and report through another. No subtask is ever held by
-//! two specialists, no epoch is handed out twice, nobody holds more than its max_concurrency (seen
+//! while specialists watch on one replica and report through another. The specialists are of three
+//! types and the subtasks of four (one with nobody of its own, so they go to the fallback type),
+//! each type its own slot. No subtask is ever held by two specialists, no epoch of a type is handed
+//! out twice, nobody holds more than its max_concurrency (seen
 //! from the streams and from GetSpecialist), every subtask ends COMPLETED whichever replica is
 //! asked, and the write-behind brings all of them to Postgres as COMPLETED.
 
@@ -26,6 +28,10 @@ const CALLERS: usize = 200;
 const SUBTASKS: usize = 10_000;
 const SPECIALISTS: usize = 24;
 const CAPABILITIES: [&str; 4] = ["rust", "go", "sql", "k8s"];
+/// Specialist n is of type SPECIALIST_TYPES[n % 3]; subtask n is submitted as SUBTASK_TYPES[n % 4]
+/// (nobody is of type docs: those go to the fallback type, general). Each type is its own slot.
+const SPECIALIST_TYPES: [&str; 3] = ["backend", "frontend", "general"];
+const SUBTASK_TYPES: [&str; 4] = ["backend", "frontend", "general", "docs"];
 /// A failure bound, well above the expected run time, so a stall fails instead of hanging.
 const TIME_LIMIT: Duration = Duration::from_secs(180);
 
@@ -55,7 +61,9 @@ struct Ledger {
     /// specialist -> the subtasks it works on right now.
     working_on: HashMap<String, HashSet<String>>,
     limit_of: HashMap<String, u32>,
-    epochs_seen: HashSet<u64>,
+    type_of: HashMap<String, String>,
+    /// (type, epoch): epochs are counted per type.
+    epochs_seen: HashSet<(String, u64)>,
     most_at_once: usize,
     revocations: usize,
     stale_reports: usize,
@@ -64,9 +72,10 @@ struct Ledger {
 
 impl Ledger {
     fn assigned(&mut self, specialist: &str, subtask: &str, epoch: u64) {
-        if !self.epochs_seen.insert(epoch) {
+        let specialist_type = self.type_of.get(specialist).cloned().unwrap_or_default();
+        if !self.epochs_seen.insert((specialist_type.clone(), epoch)) {
             self.violations.push(format!(
-                "epoch {epoch} seen twice ({subtask} to {specialist})"
+                "epoch {epoch} of {specialist_type} seen twice ({subtask} to {specialist})"
             ));
         }
         if let Some((other, other_epoch)) = self.holder_of.get(subtask) {
@@ -272,7 +281,7 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
         let registered = registrar
             .register_full(
                 &id,
-                "backend",
+                SPECIALIST_TYPES[n % 3],
                 &capabilities,
                 max_concurrency(n),
                 Availability::Online,
@@ -284,6 +293,11 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
             .unwrap()
             .limit_of
             .insert(id.clone(), max_concurrency(n));
+        ledger
+            .lock()
+            .unwrap()
+            .type_of
+            .insert(id.clone(), SPECIALIST_TYPES[n % 3].to_string());
         let mut watcher = replicas[n % REPLICAS][n % CONNECTIONS_PER_REPLICA].clone();
         let stream = watcher.watch(&id).await;
         let report_via = replicas[(n + 1) % REPLICAS][n % CONNECTIONS_PER_REPLICA].clone();
@@ -311,7 +325,8 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
         callers.push(tokio::spawn(async move {
             let mut answers = Vec::new();
             for n in (caller..SUBTASKS).step_by(CALLERS) {
-                let mut request = task(&subtask_id(n), "backend", &[CAPABILITIES[n % 4]]);
+                let mut request =
+                    task(&subtask_id(n), SUBTASK_TYPES[n % 4], &[CAPABILITIES[n % 4]]);
                 request.priority = (n % 3) as i32;
                 answers.push((n, clients.assign(request).await));
             }
@@ -327,6 +342,12 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
         for (n, assignment) in answers {
             submitted += 1;
             assert_eq!(assignment.subtask_id, subtask_id(n));
+            let routed = if n % 4 == 3 {
+                "general"
+            } else {
+                SUBTASK_TYPES[n % 4]
+            };
+            assert_eq!(assignment.routed_type, routed, "{assignment:?}");
             assert!(
                 matches!(
                     state_of(&assignment),
@@ -455,8 +476,10 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
         "one recorded outcome per subtask"
     );
     for connections in &replicas {
-        let stats = connections[0].clone().queue_stats("backend").await;
-        assert_eq!((stats.depth, stats.active_assignments), (0, 0), "{stats:?}");
+        for specialist_type in SUBTASK_TYPES {
+            let stats = connections[0].clone().queue_stats(specialist_type).await;
+            assert_eq!((stats.depth, stats.active_assignments), (0, 0), "{stats:?}");
+        }
     }
 
     eprintln!(
