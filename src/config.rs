@@ -204,8 +204,9 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_DATABASE_URL", requires = "redis_url")]
     pub database_url: Option<String>,
 
-    /// Outbox entries not yet written to Postgres beyond which Assign answers RESOURCE_EXHAUSTED
-    /// (assignment of accepted work, completion and release go on).
+    /// Outbox entries of one specialist type not yet written to Postgres beyond which Assign of
+    /// that type answers RESOURCE_EXHAUSTED (assignment of accepted work, completion and release go
+    /// on). Each type has its own outbox stream.
     #[arg(long, env = "SWITCHBOARD_OUTBOX_BOUND", default_value_t = 1_000_000)]
     pub outbox_bound: u64,
 

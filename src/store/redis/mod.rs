@@ -71,7 +71,8 @@ pub struct RedisStoreConfig {
     pub breaker: BreakerConfig,
     /// Append every change to the outbox stream (on when a Postgres relay reads it).
     pub outbox: bool,
-    /// Outbox entries not yet written to Postgres beyond which new subtasks are refused.
+    /// Outbox entries of one type not yet written to Postgres beyond which new subtasks of that
+    /// type are refused.
     pub outbox_bound: u64,
 }
 
