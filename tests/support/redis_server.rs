@@ -13,6 +13,9 @@ const START_ATTEMPTS: usize = 5;
 /// One redis-server child process (Redis 7 on PATH) in a temp dir of its own.
 pub struct PrivateRedis {
     port: u16,
+    /// The cluster bus port of a cluster node (its own free port: the default, port + 10,000, may
+    /// be taken or above 65,535).
+    bus_port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
     /// A node of a Redis Cluster (`cluster-enabled yes`; PrivateCluster assigns its slots).
@@ -48,6 +51,7 @@ impl PrivateRedis {
             .expect("a temp dir for redis-server");
         let mut redis = Self {
             port: free_port(),
+            bus_port: free_port(),
             dir,
             child: None,
             cluster,
@@ -59,6 +63,7 @@ impl PrivateRedis {
             }
             // Most likely someone took the port between our probe and the bind: try another.
             redis.port = free_port();
+            redis.bus_port = free_port();
         }
         assert!(
             redis.spawn_and_wait().await,
@@ -166,7 +171,8 @@ impl PrivateRedis {
         if self.cluster {
             command
                 .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-config-file", "nodes.conf"]);
+                .args(["--cluster-config-file", "nodes.conf"])
+                .args(["--cluster-port", &self.bus_port.to_string()]);
         }
         let child = command
             .args(["--port", &self.port.to_string()])
@@ -232,8 +238,10 @@ impl PrivateCluster {
                 .await;
         }
         for node in &nodes[1..] {
-            let port = nodes[0].port().to_string();
-            node.command(&["CLUSTER", "MEET", "127.0.0.1", &port]).await;
+            let port = nodes[0].port.to_string();
+            let bus_port = nodes[0].bus_port.to_string();
+            node.command(&["CLUSTER", "MEET", "127.0.0.1", &port, &bus_port])
+                .await;
         }
         let deadline = Instant::now() + EVENTUALLY;
         let mut interval = tokio::time::interval(POLL_EVERY);
