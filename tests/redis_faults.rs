@@ -1,7 +1,6 @@
 //! Redis faults, each on a private redis-server of its own (never the shared one): a SCRIPT FLUSH
 //! is invisible; a killed Redis makes calls fail fast with UNAVAILABLE (then the circuit breaker
-//! opens) and a restarted one is used again; with an fsynced AOF a Redis killed under load loses no
-//! acknowledged subtask; a paused Redis makes calls fail within the store
+//! opens) and a restarted one is used again; a paused Redis makes calls fail within the store
 //! timeout; a dropped watch connection costs no watch events.
 
 mod support;
@@ -264,108 +263,6 @@ async fn killed_redis_fails_fast_opens_the_breaker_and_recovers_after_restart() 
     assert_assigned_to(&after, "kill-agent");
     let done = c.report(&after, true).await;
     assert_state(&done, AssignmentState::Completed);
-}
-
-/// Redis with `appendonly yes` + `appendfsync always`, SIGKILLed and restarted while callers keep
-/// submitting: every subtask whose Assign was answered OK is there afterwards, and every call was
-/// answered OK or with a clear UNAVAILABLE (no NOSCRIPT, no INTERNAL) although the restarted Redis
-/// knows no scripts.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_subtasks_survive_a_killed_redis_with_an_fsynced_aof() {
-    const CALLERS: usize = 6;
-    const PER_PHASE: usize = 150;
-    let mut redis = PrivateRedis::start_persistent().await;
-    let server = server_on(&redis).await;
-    let mut c = server.clients.clone();
-    c.register_full(
-        "aof-agent",
-        "backend",
-        &["rust"],
-        1_000,
-        Availability::Online,
-    )
-    .await;
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acknowledged = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<String>::new()));
-    let refused = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut callers = Vec::new();
-    for caller in 0..CALLERS {
-        let mut clients = server.clients.clone();
-        let (stop, acknowledged, refused) = (stop.clone(), acknowledged.clone(), refused.clone());
-        callers.push(tokio::spawn(async move {
-            let mut n = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let id = format!("aof-{caller}-{n}");
-                n += 1;
-                match timed_assign(&mut clients, &id).await.0 {
-                    Ok(_) => acknowledged.lock().push(id),
-                    Err(status) => {
-                        refusal::<()>(Err(status));
-                        refused.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    }
-                }
-            }
-        }));
-    }
-    let acknowledged_count = || acknowledged.lock().len();
-    poll_until("load before the kill", EVENTUALLY, || async {
-        (acknowledged_count() >= PER_PHASE).then_some(())
-    })
-    .await;
-    redis.kill();
-    poll_until("a call refused while redis is down", EVENTUALLY, || async {
-        (refused.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(())
-    })
-    .await;
-    let before_restart = acknowledged_count();
-    redis.restart().await;
-    poll_until("load after the restart", EVENTUALLY, || async {
-        (acknowledged_count() >= before_restart + PER_PHASE).then_some(())
-    })
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for caller in callers {
-        caller
-            .await
-            .expect("a caller saw an answer other than OK or a clear UNAVAILABLE");
-    }
-
-    let acknowledged = acknowledged.lock().clone();
-    assert!(acknowledged.len() >= 2 * PER_PHASE);
-    let mut lost = Vec::new();
-    for id in &acknowledged {
-        match c
-            .assign
-            .get_assignment(pb::GetAssignmentRequest {
-                subtask_id: id.clone(),
-            })
-            .await
-        {
-            Ok(found) => {
-                let assignment = found.into_inner().assignment.expect("an assignment");
-                let state = state_of(&assignment);
-                assert!(
-                    matches!(state, AssignmentState::Assigned | AssignmentState::Queued),
-                    "{id} is {state:?}"
-                );
-            }
-            Err(status) if status.code() == Code::NotFound => lost.push(id.clone()),
-            Err(status) => panic!("get {id}: {status:?}"),
-        }
-    }
-    assert!(
-        lost.is_empty(),
-        "{} of {} acknowledged subtasks lost: {lost:?}",
-        lost.len(),
-        acknowledged.len()
-    );
-    let agent = c.specialist("aof-agent").await;
-    let queued = c.queue_stats("backend").await.depth;
-    assert_eq!(
-        agent.active_assignments as usize + queued as usize,
-        acknowledged.len(),
-        "each acknowledged subtask is held or queued once"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
