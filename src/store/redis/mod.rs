@@ -743,7 +743,9 @@ impl Store for RedisStore {
                     break;
                 }
             }
-            self.deliver_notices(slot).await;
+            // Redis failing here ends the sweep: one failure, not one per type, counts towards
+            // the breaker.
+            self.try_deliver_notices(slot).await?;
         }
         summary.expired_specialists.sort();
         Ok(summary)

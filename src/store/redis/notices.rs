@@ -26,7 +26,8 @@ impl RedisStore {
         }
     }
 
-    async fn try_deliver_notices(&self, first: &str) -> StoreResult<()> {
+    /// The same, failing on the first Redis failure (the notices stay listed).
+    pub(super) async fn try_deliver_notices(&self, first: &str) -> StoreResult<()> {
         let mut slots = VecDeque::from([first.to_string()]);
         while let Some(slot) = slots.pop_front() {
             let list = self.keys.type_key(&slot, "notify");
