@@ -7,7 +7,7 @@
     KEYS[1]  string  the type's meta key `<prefix>meta`; every key a script touches starts with
                      <prefix> = `sb:{<namespace>:<type>}:`, the type's one hash tag, so a script
                      touches one Redis Cluster slot
-    ARGV[1]  json    the routing policy (types, fallback, weights, default max concurrency,
+    ARGV[1]  json    the routing policy (fallback, weights, default max concurrency,
                      lease ttl, max attempts, whether the outbox is on, outbox bound, watch channel)
     ARGV[2]  string  the clock in ms; empty: Redis TIME (tests pin it to compare stores)
     ARGV[3]  json    the command's arguments

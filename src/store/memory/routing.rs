@@ -140,6 +140,12 @@ impl State {
         }
     }
 
+    fn type_of(&self, specialist_id: &str) -> Option<String> {
+        self.specialists
+            .get(specialist_id)
+            .map(|specialist| specialist.specialist_type.clone())
+    }
+
     /// Gives a subtask (not queued, not held) to a specialist with a fresh epoch.
     pub fn hand_out(
         &mut self,
@@ -148,11 +154,7 @@ impl State {
         breakdown: ScoreBreakdown,
         now_ms: i64,
     ) {
-        let Some(specialist_type) = self
-            .specialists
-            .get(specialist_id)
-            .map(|specialist| specialist.specialist_type.clone())
-        else {
+        let Some(specialist_type) = self.type_of(specialist_id) else {
             return;
         };
         let (epoch, assign_seq) = self.next_epoch_and_seq(&specialist_type);
@@ -251,11 +253,7 @@ impl State {
     /// heartbeat back online). The queue invariant says no queued subtask could be served by anyone
     /// else before, so it alone can take new work: walk the queue in order, checking only it.
     pub fn drain_for(&mut self, specialist_id: &str, now_ms: i64) {
-        let Some(specialist_type) = self
-            .specialists
-            .get(specialist_id)
-            .map(|specialist| specialist.specialist_type.clone())
-        else {
+        let Some(specialist_type) = self.type_of(specialist_id) else {
             return;
         };
         let mut cursor: Option<QueueKey> = None;

@@ -46,12 +46,13 @@ impl Endpoint {
     pub fn first_node_client(&self) -> redis::RedisResult<redis::Client> {
         match self {
             Endpoint::Single(url) => redis::Client::open(url.as_str()),
-            Endpoint::Cluster(nodes) => redis::Client::open(
-                nodes
-                    .first()
-                    .map(String::as_str)
-                    .unwrap_or("redis://127.0.0.1:6379"),
-            ),
+            Endpoint::Cluster(nodes) => match nodes.first() {
+                Some(node) => redis::Client::open(node.as_str()),
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::InvalidClientConfig,
+                    "--redis-url names no cluster node",
+                ))),
+            },
         }
     }
 

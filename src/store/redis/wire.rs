@@ -45,7 +45,6 @@ pub fn float(text: &str) -> StoreResult<f64> {
 /// The routing policy as every script reads it (ARGV[1]).
 #[derive(Serialize)]
 pub struct PolicyWire<'a> {
-    pub types: &'a [String],
     pub fallback: Option<&'a str>,
     pub weights: WeightsWire,
     pub default_max_concurrency: u32,
@@ -72,7 +71,6 @@ pub fn policy_json(
     channel: &str,
 ) -> String {
     let wire = PolicyWire {
-        types: &policy.specialist_types,
         fallback: policy.fallback_type.as_deref(),
         weights: WeightsWire {
             capability: policy.weights.capability,
