@@ -1,7 +1,8 @@
 --[[
   in_flight: a specialist's current assignments, oldest epoch first.
   ARGV[3] json  {specialist_id}
-  Returns {events[]} (each {assignment, spec, created_at_ms}). Errors: 1 unknown specialist.
+  Returns {events[] (each {assignment, spec, created_at_ms}), epoch (the type's epoch counter:
+  every assignment up to it happened before this read)}. Errors: 1 unknown specialist.
 ]]
 if rcall('EXISTS', key('spec', ARGS.specialist_id)) == 0 then
   return fail(1, 'specialist ' .. ARGS.specialist_id .. ' not found')
@@ -14,4 +15,4 @@ for _, subtask_id in ipairs(rcall('ZRANGE', key('held', ARGS.specialist_id), 0, 
       created_at_ms = tonumber(record.created)})
   end
 end
-return done({events = events})
+return done({events = events, epoch = tonumber(rcall('GET', key('epoch')) or '0')})

@@ -11,7 +11,7 @@ use tracing::{debug, Instrument};
 
 use crate::domain::subtask::{Holder, WatchEvent, WatchEventKind};
 use crate::pb;
-use crate::store::{Feed, FeedItem};
+use crate::store::{Feed, FeedItem, InFlight};
 
 use super::status::ApiError;
 use super::{convert, ApiContext};
@@ -28,6 +28,16 @@ const DELIVERED_TRIM_AT: usize = 4096;
 pub async fn open(context: ApiContext, specialist_id: String) -> Result<WatchStream, ApiError> {
     let feed = context.store.subscribe(&specialist_id).await?;
     let in_flight = context.store.in_flight(&specialist_id).await?;
+    Ok(forward(context, specialist_id, feed, in_flight))
+}
+
+/// Replays `in_flight`, then forwards `feed` (subscribed before `in_flight` was read).
+fn forward(
+    context: ApiContext,
+    specialist_id: String,
+    feed: Feed,
+    in_flight: InFlight,
+) -> WatchStream {
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
     let span = tracing::info_span!("watch", %specialist_id);
     let forwarder = Forwarder {
@@ -35,9 +45,10 @@ pub async fn open(context: ApiContext, specialist_id: String) -> Result<WatchStr
         specialist_id,
         sender,
         delivered: HashMap::new(),
+        snapshot_epoch: 0,
     };
     tokio::spawn(forwarder.run(feed, in_flight).instrument(span));
-    Ok(ReceiverStream::new(receiver).boxed())
+    ReceiverStream::new(receiver).boxed()
 }
 
 type Sender = mpsc::Sender<Result<pb::WatchAssignmentsResponse, Status>>;
@@ -51,10 +62,13 @@ struct Forwarder {
     sender: Sender,
     /// Subtask id -> the holder record this stream delivered as ASSIGNED and has not seen revoked.
     delivered: HashMap<String, Holder>,
+    /// The type's epoch counter at the last in-flight read: a live ASSIGNED event with an epoch up
+    /// to it happened before that read, which already showed it (held, or finished since).
+    snapshot_epoch: u64,
 }
 
 impl Forwarder {
-    async fn run(mut self, mut feed: Feed, in_flight: Vec<WatchEvent>) {
+    async fn run(mut self, mut feed: Feed, in_flight: InFlight) {
         if self.replay(in_flight).await.is_err() {
             return;
         }
@@ -100,6 +114,10 @@ impl Forwarder {
         let subtask_id = event.assignment.subtask_id.clone();
         match event.kind {
             WatchEventKind::Assigned => {
+                // Older than the last in-flight read: that read showed it if it is still held.
+                if event.epoch() <= self.snapshot_epoch {
+                    return Ok(());
+                }
                 let already_sent = self
                     .delivered
                     .get(&subtask_id)
@@ -110,10 +128,16 @@ impl Forwarder {
                 self.remember(&event);
             }
             WatchEventKind::Revoked => {
-                // Not delivered (or its REVOKED already synthesized after a lag): nothing to tell.
-                if self.delivered.remove(&subtask_id).is_none() {
+                // Only the assignment this stream delivered, under that epoch: a revocation of an
+                // earlier one (or one already synthesized after a lag) tells nothing new.
+                let revokes_delivered = self
+                    .delivered
+                    .get(&subtask_id)
+                    .is_some_and(|holder| holder.epoch == event.epoch());
+                if !revokes_delivered {
                     return Ok(());
                 }
+                self.delivered.remove(&subtask_id);
             }
         }
         self.send(event).await?;
@@ -131,8 +155,9 @@ impl Forwarder {
     }
 
     /// Sends in-flight assignments this stream has not delivered yet.
-    async fn replay(&mut self, in_flight: Vec<WatchEvent>) -> Result<(), WatcherGone> {
-        for event in in_flight {
+    async fn replay(&mut self, in_flight: InFlight) -> Result<(), WatcherGone> {
+        self.snapshot_epoch = self.snapshot_epoch.max(in_flight.epoch);
+        for event in in_flight.events {
             let already_sent = self
                 .delivered
                 .get(&event.assignment.subtask_id)
@@ -153,6 +178,7 @@ impl Forwarder {
             return Err(self.end_deregistered().await);
         };
         let held: HashMap<&str, u64> = in_flight
+            .events
             .iter()
             .map(|event| (event.assignment.subtask_id.as_str(), event.epoch()))
             .collect();
@@ -192,6 +218,7 @@ impl Forwarder {
             return;
         };
         let held: HashMap<String, u64> = in_flight
+            .events
             .into_iter()
             .map(|event| {
                 let epoch = event.epoch();
@@ -200,5 +227,93 @@ impl Forwarder {
             .collect();
         self.delivered
             .retain(|subtask_id, holder| held.get(subtask_id) == Some(&holder.epoch));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt;
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::api::rate_limit::RateLimiter;
+    use crate::domain::policy::RoutingPolicy;
+    use crate::domain::specialist::{Availability, Registration};
+    use crate::domain::subtask::{CompletionReport, SubtaskSpec};
+    use crate::store::memory::MemoryStore;
+    use crate::store::Store;
+
+    fn spec(subtask_id: &str) -> SubtaskSpec {
+        SubtaskSpec {
+            subtask_id: subtask_id.into(),
+            specialist_type: "frontend".into(),
+            required_capabilities: vec!["react".into()],
+            priority: 0,
+            parent_id: None,
+            depends_on: Vec::new(),
+            payload: Vec::new(),
+            require_all_capabilities: false,
+        }
+    }
+
+    /// A live ASSIGNED event that reaches the stream after the in-flight read, for work finished
+    /// before that read (the Redis feed can deliver one late), is not forwarded.
+    #[tokio::test]
+    async fn an_assignment_older_than_the_replay_is_dropped() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new(RoutingPolicy::default()));
+        store
+            .register(Registration {
+                specialist_id: Some("s1".into()),
+                specialist_type: "frontend".into(),
+                capabilities: vec!["react".into()],
+                max_concurrency: Some(2),
+                labels: Default::default(),
+                availability: Availability::Online,
+            })
+            .await
+            .unwrap();
+        let mut early = store.subscribe("s1").await.unwrap();
+        let done = store.assign(spec("done")).await.unwrap();
+        let epoch = done.holder.as_ref().unwrap().epoch;
+        store
+            .report_completion(CompletionReport {
+                subtask_id: "done".into(),
+                specialist_id: "s1".into(),
+                epoch,
+                success: true,
+                completion_time_ms: 1,
+                quality_score: 1.0,
+                detail: String::new(),
+            })
+            .await
+            .unwrap();
+        let stale = early.next().await.unwrap();
+        assert!(matches!(&stale, FeedItem::Event(event) if event.assignment.subtask_id == "done"));
+
+        let live = store.subscribe("s1").await.unwrap();
+        let in_flight = store.in_flight("s1").await.unwrap();
+        assert!(in_flight.events.is_empty());
+        assert_eq!(in_flight.epoch, epoch);
+        let context = ApiContext {
+            store: store.clone(),
+            policy: Arc::new(RoutingPolicy::default()),
+            heartbeat_interval_ms: 1_000,
+            assign_limiter: Arc::new(RateLimiter::new(0)),
+            engine: None,
+            shutdown: CancellationToken::new(),
+        };
+        let feed = futures::stream::iter([stale]).chain(live).boxed();
+        let mut stream = forward(context, "s1".into(), feed, in_flight);
+        store.assign(spec("next")).await.unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
+            .await
+            .expect("an event")
+            .expect("the stream is open")
+            .expect("not an error");
+        let assignment = first.assignment.expect("an assignment");
+        assert_eq!(assignment.subtask_id, "next");
     }
 }

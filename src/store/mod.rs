@@ -128,6 +128,17 @@ pub enum FeedItem {
 
 pub type Feed = BoxStream<'static, FeedItem>;
 
+/// A specialist's in-flight work as of one instant, with the epoch counter of its type at that
+/// instant: every assignment with an epoch up to `epoch` happened before the snapshot, so a live
+/// ASSIGNED event carrying such an epoch is already reflected in `events` (held, or finished).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InFlight {
+    /// The current assignments, oldest epoch first, as ASSIGNED events.
+    pub events: Vec<WatchEvent>,
+    /// The type's epoch counter when `events` was read.
+    pub epoch: u64,
+}
+
 /// Every operation is atomic; see README.md for the rules each one applies.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -167,8 +178,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Events for one specialist from now on. Subscribe before reading `in_flight`.
     async fn subscribe(&self, specialist_id: &str) -> StoreResult<Feed>;
-    /// The specialist's current assignments, oldest epoch first, as ASSIGNED events.
-    async fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>>;
+    /// The specialist's current assignments, oldest epoch first, as ASSIGNED events, with the
+    /// epoch counter of its type at the same instant (see `InFlight`).
+    async fn in_flight(&self, specialist_id: &str) -> StoreResult<InFlight>;
 
     /// The specialists a new subtask could be handed to right now (eligible, in the type it would be
     /// routed to), with what a learned scorer needs to know of them. Empty when the subtask exists

@@ -21,12 +21,12 @@ use crate::domain::performance::PerformanceSummary;
 use crate::domain::policy::RoutingPolicy;
 use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
-    AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, WatchEvent,
+    AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec,
 };
 use crate::store::clock::{Clock, SystemClock};
 use crate::store::{
-    ExpirySummary, Feed, FeedItem, Page, PageRequest, QueuePage, QueuePosition, Registered, Store,
-    StoreError, StoreResult, TypeStats,
+    ExpirySummary, Feed, FeedItem, InFlight, Page, PageRequest, QueuePage, QueuePosition,
+    Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
 use state::{State, FEED_CAPACITY};
@@ -171,7 +171,7 @@ impl Store for MemoryStore {
         Ok(feed.boxed())
     }
 
-    async fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>> {
+    async fn in_flight(&self, specialist_id: &str) -> StoreResult<InFlight> {
         self.state.lock().in_flight(specialist_id)
     }
 }

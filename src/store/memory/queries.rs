@@ -9,8 +9,8 @@ use crate::domain::subtask::{
     AssignmentView, Subtask, SubtaskSpec, SubtaskState, WatchEvent, WatchEventKind,
 };
 use crate::store::{
-    AvailabilityCounts, Page, PageRequest, QueuePage, QueuePosition, QueuedEntry, StoreError,
-    StoreResult, TypeStats,
+    AvailabilityCounts, InFlight, Page, PageRequest, QueuePage, QueuePosition, QueuedEntry,
+    StoreError, StoreResult, TypeStats,
 };
 
 use super::state::{QueueKey, State};
@@ -195,7 +195,7 @@ impl State {
         }
     }
 
-    pub fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>> {
+    pub fn in_flight(&self, specialist_id: &str) -> StoreResult<InFlight> {
         let specialist = self
             .specialists
             .get(specialist_id)
@@ -211,7 +211,11 @@ impl State {
             })
             .collect();
         events.sort_by_key(WatchEvent::epoch);
-        Ok(events)
+        let epoch = self
+            .counters
+            .get(&specialist.specialist_type)
+            .map_or(0, |counters| counters.epoch);
+        Ok(InFlight { events, epoch })
     }
 
     /// Who could take a new subtask right now: the eligible specialists of its routed type.

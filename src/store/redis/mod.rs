@@ -39,7 +39,7 @@ use crate::domain::subtask::{
 use crate::store::breaker::{BreakerConfig, CircuitBreaker};
 use crate::store::clock::Clock;
 use crate::store::{
-    AvailabilityCounts, ExpirySummary, Feed, Page, PageRequest, QueuePage, QueuePosition,
+    AvailabilityCounts, ExpirySummary, Feed, InFlight, Page, PageRequest, QueuePage, QueuePosition,
     QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
@@ -442,6 +442,7 @@ struct ExpiryReply {
 struct InFlightReply {
     #[serde(deserialize_with = "lenient_list")]
     events: Vec<EventWire>,
+    epoch: u64,
 }
 
 #[async_trait]
@@ -762,7 +763,7 @@ impl Store for RedisStore {
         Ok(feed)
     }
 
-    async fn in_flight(&self, specialist_id: &str) -> StoreResult<Vec<WatchEvent>> {
+    async fn in_flight(&self, specialist_id: &str) -> StoreResult<InFlight> {
         let slot = self.specialist_slot(specialist_id).await?;
         let reply: InFlightReply = self
             .call(
@@ -771,10 +772,14 @@ impl Store for RedisStore {
                 json!({ "specialist_id": specialist_id }),
             )
             .await?;
-        reply
+        let events = reply
             .events
             .into_iter()
             .map(|event| event.into_domain(WatchEventKind::Assigned))
-            .collect()
+            .collect::<StoreResult<Vec<WatchEvent>>>()?;
+        Ok(InFlight {
+            events,
+            epoch: reply.epoch,
+        })
     }
 }
