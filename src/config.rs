@@ -110,6 +110,12 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_SWEEP_INTERVAL_MS", default_value_t = 1_000)]
     pub sweep_interval_ms: u64,
 
+    /// How long a finished (COMPLETED, FAILED, CANCELLED) subtask stays in the live store after it
+    /// finished, in milliseconds; then it is forgotten (with Postgres configured, GetAssignment
+    /// still answers from Postgres), and its id may be used again.
+    #[arg(long, env = "SWITCHBOARD_RETENTION_MS", default_value_t = 3_600_000)]
+    pub retention_ms: u64,
+
     /// Hand-outs a subtask gets before it is FAILED (lease expiries and releases count).
     #[arg(long, env = "SWITCHBOARD_MAX_ATTEMPTS", default_value_t = 3)]
     pub max_attempts: u32,
@@ -571,6 +577,7 @@ impl ServeConfig {
             default_max_concurrency: self.default_max_concurrency,
             lease_ttl_ms: self.lease_ttl_ms as i64,
             max_attempts: self.max_attempts,
+            retention_ms: self.retention_ms.min(i64::MAX as u64) as i64,
         })
     }
 }

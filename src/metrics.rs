@@ -13,6 +13,7 @@ pub const LEASES_EXPIRED: &str = "switchboard_leases_expired_total";
 pub const OUTBOX_RELAYED: &str = "switchboard_outbox_relayed_total";
 pub const OUTBOX_WRITE_FAILURES: &str = "switchboard_outbox_write_failures_total";
 pub const OUTBOX_BACKLOG: &str = "switchboard_outbox_backlog";
+pub const OUTBOX_DEAD_LETTERS: &str = "switchboard_outbox_dead_letters_total";
 pub const PENDING_ACCEPTED: &str = "switchboard_pending_accepted_total";
 pub const PENDING_MOVED: &str = "switchboard_pending_moved_total";
 pub const SCORER_INFERENCE: &str = "switchboard_scorer_inference_seconds";
@@ -51,6 +52,10 @@ pub fn describe() {
     );
     describe_counter!(GRPC_REQUESTS, "gRPC calls by method and status code");
     describe_counter!(LEASES_EXPIRED, "Specialists whose lease lapsed");
+    describe_counter!(
+        OUTBOX_DEAD_LETTERS,
+        "History events Postgres refused for good, moved to history_dead_letters"
+    );
     describe_histogram!(
         SCORER_INFERENCE,
         Unit::Seconds,

@@ -22,6 +22,7 @@ const TABLES: &[&str] = &[
     "performance_reports",
     "model_checkpoints",
     "pending_subtasks",
+    "history_dead_letters",
 ];
 
 #[tokio::test]
@@ -268,7 +269,8 @@ async fn migrate_subcommand_applies_and_reports() {
         String::from_utf8_lossy(&first.stderr)
     );
     assert!(stdout.contains("applied 0001_init"), "{stdout}");
-    assert!(stdout.contains("1 migration(s) applied now"), "{stdout}");
+    assert!(stdout.contains("applied 0002_dead_letters"), "{stdout}");
+    assert!(stdout.contains("2 migration(s) applied now"), "{stdout}");
 
     // The environment variable works as well as the flag.
     let second = Command::new(binary)
@@ -279,12 +281,12 @@ async fn migrate_subcommand_applies_and_reports() {
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{stdout}");
     assert!(
-        stdout.contains("0 migration(s) applied now, 1 already applied"),
+        stdout.contains("0 migration(s) applied now, 2 already applied"),
         "{stdout}"
     );
     let client = db.client().await;
     let rows = count(&client, "SELECT count(*) FROM schema_migrations").await;
-    assert_eq!(rows, 1);
+    assert_eq!(rows, 2);
 }
 
 #[tokio::test]

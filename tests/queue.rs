@@ -478,3 +478,45 @@ async fn drains_when_an_away_specialist_is_the_only_one() {
     c.heartbeat("aw-1", Availability::Online).await;
     assert_eq!(c.get("aw-task").await.epoch, assignment.epoch);
 }
+
+/// Retention: a finished subtask is forgotten `--retention-ms` after it finished (NOT_FOUND on a
+/// store without Postgres); one still in flight is not, however old. Its id may then be used again
+/// for a new subtask.
+#[tokio::test]
+async fn finished_work_is_forgotten_after_the_retention() {
+    let server =
+        TestServer::start_with(&["--retention-ms", "300", "--sweep-interval-ms", "50"]).await;
+    let mut c = server.clients.clone();
+    c.register_full("rt-1", "backend", &["rust"], 2, Availability::Online)
+        .await;
+    let done = c.assign_simple("rt-done", "backend", &["rust"]).await;
+    let held = c.assign_simple("rt-held", "backend", &["rust"]).await;
+    assert_assigned_to(&held, "rt-1");
+    c.report(&done, true).await;
+    let forgotten = poll_until("the finished subtask to be forgotten", EVENTUALLY, || {
+        let mut c = c.clone();
+        async move {
+            // Keep the holder's lease alive while we wait.
+            c.heartbeat("rt-1", Availability::Online).await;
+            match c
+                .assign
+                .get_assignment(pb::GetAssignmentRequest {
+                    subtask_id: "rt-done".into(),
+                })
+                .await
+            {
+                Err(status) if status.code() == Code::NotFound => Some(status),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(forgotten.message().contains("rt-done"), "{forgotten:?}");
+    assert_state(&c.get("rt-held").await, AssignmentState::Assigned);
+    // The id is free again: other content is a new subtask, not ALREADY_EXISTS.
+    let mut again = task("rt-done", "backend", &["rust"]);
+    again.priority = 9;
+    let reused = c.assign(again).await;
+    assert_assigned_to(&reused, "rt-1");
+    assert_eq!(reused.attempt, 1);
+}

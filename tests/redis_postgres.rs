@@ -107,6 +107,61 @@ async fn history_reaches_postgres() {
 /// On a three-node Redis Cluster: each type's outbox stream is on the node of its slot and has a
 /// relay of its own; a subtask forwarded to the fallback type and one waiting on a dependency of
 /// another type end up in Postgres as they ended in Redis.
+/// Past the retention Redis forgets a finished subtask, and GetAssignment answers from Postgres:
+/// the same state, holder, epoch and breakdown. The id used again is a new subtask, in Redis and
+/// in Postgres's row; the history keeps both.
+#[tokio::test]
+async fn a_retained_out_subtask_is_read_from_postgres_and_its_id_can_be_used_again() {
+    let db = TestDb::create().await;
+    let url = db.url();
+    let namespace = unique_namespace("retain");
+    let deployment = deployment_in(
+        &namespace,
+        &test_redis_url(),
+        &url,
+        db,
+        &["--retention-ms", "300", "--sweep-interval-ms", "50"],
+    )
+    .await;
+    let mut clients = deployment.server.clients.clone();
+    clients.register("ret-1", "backend", &["rust"]).await;
+    let first = clients.assign_simple("ret-a", "backend", &["rust"]).await;
+    let finished = clients.report(&first, true).await;
+    let db = &deployment.db;
+    poll_count(
+        db,
+        "the finished row",
+        "SELECT count(*) FROM subtasks WHERE subtask_id = 'ret-a' AND state = 'COMPLETED'",
+        1,
+    )
+    .await;
+    let record = format!("sb:{{{namespace}:backend}}:t:ret-a");
+    poll_until("redis to forget ret-a", EVENTUALLY, || {
+        let record = record.clone();
+        async move {
+            let exists = support::redis_server::exists(&test_redis_url(), &record).await;
+            (!exists).then_some(())
+        }
+    })
+    .await;
+    let (from_postgres, subtask) = clients.get_full("ret-a").await;
+    assert_state(&from_postgres, AssignmentState::Completed);
+    assert_eq!(from_postgres.specialist_id, finished.specialist_id);
+    assert_eq!(from_postgres.epoch, finished.epoch);
+    assert_eq!(from_postgres.breakdown, finished.breakdown);
+    assert_eq!(subtask.subtask_id, "ret-a");
+
+    let mut again = task("ret-a", "backend", &["rust"]);
+    again.priority = 7;
+    let reused = clients.assign(again).await;
+    assert_assigned_to(&reused, "ret-1");
+    poll_count(db, "the reused id's row", "SELECT count(*) FROM subtasks WHERE subtask_id = 'ret-a' AND state = 'ASSIGNED' AND priority = 7", 1).await;
+    assert_eq!(
+        count(db, "SELECT count(*) FROM assignment_history WHERE subtask_id = 'ret-a' AND kind = 'created'").await,
+        2
+    );
+}
+
 #[tokio::test]
 async fn history_reaches_postgres_from_a_redis_cluster() {
     let cluster = support::redis_server::PrivateCluster::start().await;

@@ -13,21 +13,20 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Value};
+use redis::Value;
 
 use switchboard::domain::policy::RoutingPolicy;
 use switchboard::domain::specialist::{Availability, Registration};
 use switchboard::domain::subtask::{CompletionReport, SubtaskSpec, SubtaskState};
+use switchboard::store::redis::codec::encode_spec;
 use switchboard::store::redis::keys::Keys;
-use switchboard::store::redis::scripts::{Script, Scripts};
-use switchboard::store::redis::wire::{policy_json, spec_json};
+use switchboard::store::redis::library::Function;
 use switchboard::store::redis::{RedisStore, RedisStoreConfig};
-use switchboard::store::{Store, StoreError};
+use switchboard::store::{Precondition, Store, StoreError};
 
 struct Fixture {
     store: RedisStore,
     keys: Keys,
-    policy: RoutingPolicy,
     connection: redis::aio::MultiplexedConnection,
 }
 
@@ -40,6 +39,7 @@ impl Fixture {
             ..RoutingPolicy::default()
         };
         let store = RedisStore::connect(&config, &policy).expect("redis store");
+        store.prepare().await.expect("slots set up");
         let connection = redis::Client::open(support::test_redis_url())
             .unwrap()
             .get_multiplexed_async_connection()
@@ -48,30 +48,27 @@ impl Fixture {
         Self {
             store,
             keys: config.keys(),
-            policy,
             connection,
         }
     }
 
-    /// One script in one type's slot, as the store would send it, but with nothing after it.
-    async fn script(&mut self, script: &Script, slot: &str, args: Value) -> Value {
-        let reply: String = redis::cmd("EVAL")
-            .arg(&script.source)
+    /// One function in one type's slot, as the store would call it, but with nothing after it.
+    async fn function(&mut self, function: Function, slot: &str, args: &[&[u8]]) -> Vec<Value> {
+        let mut call = redis::cmd("FCALL");
+        call.arg(self.store.library().function(function))
             .arg(1)
             .arg(self.keys.type_meta(slot))
-            .arg(policy_json(
-                &self.policy,
-                false,
-                1_000_000,
-                &self.keys.watch_channel(),
-            ))
+            .arg(self.store.fingerprint())
             .arg("")
-            .arg(args.to_string())
-            .arg(slot)
-            .query_async(&mut self.connection)
-            .await
-            .unwrap();
-        serde_json::from_str(&reply).unwrap()
+            .arg("");
+        for arg in args {
+            call.arg(*arg);
+        }
+        let reply: Value = call.query_async(&mut self.connection).await.unwrap();
+        match reply {
+            Value::Array(items) => items,
+            other => panic!("not an array: {other:?}"),
+        }
     }
 
     async fn plain<T: redis::FromRedisValue>(&mut self, parts: &[&str]) -> T {
@@ -130,18 +127,23 @@ async fn a_notice_left_undelivered_is_delivered_by_the_lease_sweeper() {
     assert_eq!(blocked.waiting_on, vec!["a".to_string()]);
 
     // The completion runs in backend's slot; the replica "dies" before delivering its notice.
-    let complete = Scripts::new().complete;
+    let epoch = holder.epoch.to_string();
     let reply = fixture
-        .script(
-            &complete,
+        .function(
+            Function::Complete,
             "backend",
-            json!({
-                "subtask_id": "a", "specialist_id": holder.specialist_id, "epoch": holder.epoch,
-                "success": true, "completion_time_ms": 5, "quality_score": 1.0, "detail": "",
-            }),
+            &[
+                b"a",
+                holder.specialist_id.as_bytes(),
+                epoch.as_bytes(),
+                b"1",
+                b"5",
+                b"1",
+                b"",
+            ],
         )
         .await;
-    assert_eq!(reply["notify"], json!(true), "{reply}");
+    assert_eq!(reply[0], Value::Int(-1), "notices left: {reply:?}");
     let notify = fixture.keys.type_key("backend", "notify");
     assert_eq!(fixture.plain::<i64>(&["LLEN", &notify]).await, 1);
     let (still, _) = fixture.store.get_assignment("b").await.unwrap();
@@ -159,13 +161,8 @@ async fn a_notice_left_undelivered_is_delivered_by_the_lease_sweeper() {
     assert_eq!(fixture.plain::<i64>(&["LLEN", &notify]).await, 0);
 
     // Delivering the same notice again changes nothing.
-    let settle = Scripts::new().settle;
     fixture
-        .script(
-            &settle,
-            "docs",
-            json!({ "dependent": "b", "dependency": "a", "state": "COMPLETED" }),
-        )
+        .function(Function::Settle, "docs", &[b"b", b"a", b"COMPLETED"])
         .await;
     let (again, _) = fixture.store.get_assignment("b").await.unwrap();
     assert_eq!(again, settled);
@@ -222,20 +219,24 @@ async fn an_assign_cut_short_after_forwarding_is_finished_by_its_retry() {
     let _: Option<String> = fixture
         .plain(&["SET", &directory, "backend", "NX", "GET"])
         .await;
-    let assign = Scripts::new().assign;
+    let blob = encode_spec(&submitted);
     let reply = fixture
-        .script(
-            &assign,
+        .function(
+            Function::Assign,
             "backend",
-            json!({
-                "subtask_id": "f", "required_capabilities": ["go"], "priority": 0,
-                "require_all_capabilities": false, "depends_on": [], "spec": spec_json(&submitted),
-                "learned": "", "claimed": true, "takeover": false, "routed": false,
-                "fallback_capable": true,
-            }),
+            &[
+                b"f", &blob, b"go", b"0", b"0", b"", b"", b"h", b"0", b"1", b"", b"",
+            ],
         )
         .await;
-    assert_eq!(reply, json!({ "forward": "general" }));
+    assert_eq!(
+        reply,
+        vec![
+            Value::Int(0),
+            Value::BulkString(b"forward".to_vec()),
+            Value::BulkString(b"general".to_vec())
+        ]
+    );
     assert!(matches!(
         fixture.store.get_assignment("f").await,
         Err(StoreError::NotFound { .. })
@@ -281,13 +282,8 @@ async fn a_specialist_move_cut_short_is_taken_back_and_a_full_move_keeps_perform
     fixture.store.deregister("s1").await.unwrap();
 
     // A move to general gets as far as marking the id moved in backend's slot, then stops.
-    let unbind = Scripts::new().unbind;
     fixture
-        .script(
-            &unbind,
-            "backend",
-            json!({ "specialist_id": "s1", "to_type": "general", "minted": false }),
-        )
+        .function(Function::Unbind, "backend", &[b"s1", b"general", b"0"])
         .await;
     fixture.register("s1", "backend", "rust").await;
     let back = fixture.store.get_specialist("s1").await.unwrap();
@@ -307,7 +303,7 @@ async fn a_specialist_move_cut_short_is_taken_back_and_a_full_move_keeps_perform
         })
         .await;
     assert!(
-        matches!(&refused, Err(StoreError::FailedPrecondition(message)) if message.contains("is registered as type backend")),
+        matches!(&refused, Err(StoreError::FailedPrecondition(Precondition::TypeMismatch { registered, .. })) if registered == "backend"),
         "{refused:?}"
     );
     fixture.store.deregister("s1").await.unwrap();

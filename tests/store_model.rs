@@ -1,6 +1,7 @@
 //! Model-based property test: random sequences of register / heartbeat / deregister / assign /
-//! report / release / cancel / lease expiry go to the embedded store (the reference) and to the
-//! Redis store (shared Redis, a namespace per case) with one pinned clock. The same sequences run
+//! report / release / cancel / lease expiry (and, past the retention, forgetting finished work) go
+//! to the embedded store (the reference) and to the Redis store (shared Redis, a namespace per
+//! case) with one pinned clock, under random valid score weights. The same sequences run
 //! again on a private three-node Redis Cluster, where Redis itself refuses any script that touches
 //! a key outside its type's slot. After every step the
 //! results must be equal, and so must what can be read: every subtask's assignment, both queues,
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 
 use switchboard::domain::learned::LearnedFactors;
-use switchboard::domain::policy::RoutingPolicy;
+use switchboard::domain::policy::{RoutingPolicy, ScoringWeights};
 use switchboard::domain::specialist::{Availability, Registration};
 use switchboard::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec};
 use switchboard::store::clock::Clock;
@@ -28,7 +29,9 @@ use switchboard::store::{PageRequest, Store};
 const TYPES: [&str; 2] = ["general", "backend"];
 const CAPABILITIES: [&str; 3] = ["a", "b", "c"];
 const SPECIALISTS: usize = 4;
-const SUBTASKS: usize = 10;
+const SUBTASKS: usize = 14;
+/// Short enough that the sequences see finished work forgotten.
+const RETENTION_MS: i64 = 3_000;
 const AVAILABILITIES: [Availability; 5] = [
     Availability::Online,
     Availability::Idle,
@@ -36,6 +39,9 @@ const AVAILABILITIES: [Availability; 5] = [
     Availability::Away,
     Availability::Offline,
 ];
+
+/// Subtasks a sequence saw forgotten after the retention, over the whole run (it must see some).
+static RETIRED: AtomicI64 = AtomicI64::new(0);
 
 struct PinnedClock(AtomicI64);
 
@@ -90,7 +96,7 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (proptest::option::weighted(0.9, 0..SPECIALISTS), 0..2usize, 0..8u8, 0..4u32, 0..5usize)
+        3 => (proptest::option::weighted(0.9, 0..SPECIALISTS), 0..2usize, 0..8u8, 0..13u32, 0..5usize)
             .prop_map(|(specialist, type_index, caps, max, availability)| Op::Register {
                 specialist, type_index, caps, max, availability
             }),
@@ -130,20 +136,38 @@ fn subtask_id(index: usize) -> String {
     format!("t{index:02}")
 }
 
-fn policy() -> RoutingPolicy {
+fn policy(weights: ScoringWeights) -> RoutingPolicy {
     RoutingPolicy {
         specialist_types: TYPES.map(String::from).to_vec(),
         fallback_type: Some("general".into()),
+        weights,
         default_max_concurrency: 2,
         lease_ttl_ms: 1_000,
+        retention_ms: RETENTION_MS,
         ..RoutingPolicy::default()
     }
+}
+
+/// Valid weights (each >= 0, adding up to 1) from four small parts.
+fn weights() -> impl Strategy<Value = ScoringWeights> {
+    (0..=10u8, 0..=10u8, 0..=10u8, 0..=10u8).prop_map(|(c, l, a, p)| {
+        let parts = [c, l, a, p].map(|part| f64::from(part) + 0.5);
+        let total: f64 = parts.iter().sum();
+        ScoringWeights {
+            capability: parts[0] / total,
+            load: parts[1] / total,
+            availability: parts[2] / total,
+            performance: parts[3] / total,
+        }
+    })
 }
 
 struct Pair {
     reference: MemoryStore,
     redis: RedisStore,
     clock: Arc<PinnedClock>,
+    /// Subtasks that existed at some step (so a later NOT_FOUND means the retention forgot it).
+    seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn same<T: PartialEq + Debug>(step: usize, what: &str, reference: T, redis: T) {
@@ -154,7 +178,7 @@ fn same<T: PartialEq + Debug>(step: usize, what: &str, reference: T, redis: T) {
 }
 
 impl Pair {
-    fn new(redis_url: &str, cluster: bool) -> Self {
+    fn new(redis_url: &str, cluster: bool, weights: ScoringWeights) -> Self {
         let clock = Arc::new(PinnedClock(AtomicI64::new(1_800_000_000_000)));
         let mut config = RedisStoreConfig::new(redis_url);
         config.cluster = cluster;
@@ -162,14 +186,15 @@ impl Pair {
         config.pool_size = 2;
         let redis = RedisStore::connect_with_clock(
             &config,
-            &policy(),
+            &policy(weights),
             Some(clock.clone() as Arc<dyn Clock>),
         )
         .expect("redis store");
         Self {
-            reference: MemoryStore::with_clock(policy(), clock.clone()),
+            reference: MemoryStore::with_clock(policy(weights), clock.clone()),
             redis,
             clock,
+            seen: Default::default(),
         }
     }
 
@@ -318,10 +343,20 @@ impl Pair {
         let redis: &dyn Store = &self.redis;
         for index in 0..SUBTASKS {
             let id = subtask_id(index);
+            let found = reference.get_assignment(&id).await;
+            let retired = matches!(&found, Err(switchboard::store::StoreError::NotFound { .. }))
+                && self.seen.lock().unwrap().contains(&id);
+            if retired {
+                RETIRED.fetch_add(1, Ordering::Relaxed);
+                self.seen.lock().unwrap().remove(&id);
+            }
+            if found.is_ok() {
+                self.seen.lock().unwrap().insert(id.clone());
+            }
             same(
                 step,
                 &format!("get_assignment {id}"),
-                reference.get_assignment(&id).await,
+                found,
                 redis.get_assignment(&id).await,
             );
             same(
@@ -402,13 +437,14 @@ fn sequences_agree(redis_url: &str, cluster: bool, cases: u32) {
         ..ProptestConfig::default()
     };
     let mut runner = proptest::test_runner::TestRunner::new(config);
-    let result = runner.run(&proptest::collection::vec(op(), 1..60), |ops| {
+    let cases = (weights(), proptest::collection::vec(op(), 1..70));
+    let result = runner.run(&cases, |(weights, ops)| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         runtime.block_on(async {
-            let pair = Pair::new(redis_url, cluster);
+            let pair = Pair::new(redis_url, cluster, weights);
             for (step, op) in ops.iter().enumerate() {
                 pair.apply(step, op).await;
                 pair.compare_reads(step).await;
@@ -419,6 +455,64 @@ fn sequences_agree(redis_url: &str, cluster: bool, cases: u32) {
     if let Err(failure) = result {
         panic!("{failure}");
     }
+    assert!(
+        RETIRED.load(Ordering::Relaxed) > 0,
+        "the sequences never saw finished work forgotten"
+    );
+}
+
+/// Every load band (0, 1-2, 3-4, 5-9, 10+ held): one specialist takes twelve subtasks one after
+/// another, and both stores give each the same breakdown, bit for bit.
+#[test]
+fn both_stores_score_every_load_band_alike() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let weights = ScoringWeights {
+            capability: 0.31,
+            load: 0.29,
+            availability: 0.17,
+            performance: 0.23,
+        };
+        let pair = Pair::new(&support::test_redis_url(), false, weights);
+        for store in [&pair.reference as &dyn Store, &pair.redis as &dyn Store] {
+            store
+                .register(Registration {
+                    specialist_id: Some("s0".into()),
+                    specialist_type: "backend".into(),
+                    capabilities: capabilities(0b011),
+                    max_concurrency: Some(12),
+                    labels: BTreeMap::new(),
+                    availability: Availability::Busy,
+                })
+                .await
+                .unwrap();
+        }
+        let mut loads = Vec::new();
+        for index in 0..12 {
+            let spec = SubtaskSpec {
+                subtask_id: format!("band-{index}"),
+                specialist_type: "backend".into(),
+                required_capabilities: capabilities(0b111),
+                priority: 0,
+                parent_id: None,
+                depends_on: Vec::new(),
+                payload: Vec::new(),
+                require_all_capabilities: false,
+            };
+            let reference = pair.reference.assign(spec.clone()).await.unwrap();
+            let redis = pair.redis.assign(spec).await.unwrap();
+            same(index, "assign", &reference, &redis);
+            loads.push(reference.holder.unwrap().breakdown.load.value);
+        }
+        assert_eq!(
+            loads,
+            [1.0, 0.8, 0.8, 0.6, 0.6, 0.4, 0.4, 0.4, 0.4, 0.4, 0.1, 0.1],
+            "every band was crossed"
+        );
+    });
 }
 
 #[test]

@@ -50,8 +50,10 @@ fn store_status(error: StoreError) -> Status {
     match error {
         StoreError::NotFound { .. } => Status::not_found(error.to_string()),
         StoreError::InvalidArgument { field, message } => invalid_argument(vec![(field, message)]),
-        StoreError::AlreadyExists(message) => Status::already_exists(message),
-        StoreError::FailedPrecondition(message) => Status::failed_precondition(message),
+        StoreError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
+        StoreError::FailedPrecondition(precondition) => {
+            Status::failed_precondition(precondition.to_string())
+        }
         StoreError::Unavailable(message) => Status::unavailable(message),
         StoreError::ResourceExhausted(message) => Status::resource_exhausted(message),
         StoreError::Internal(message) => {

@@ -36,11 +36,17 @@ pub enum Change {
     SpecialistDeregistered {
         specialist_id: String,
     },
-    /// A subtask was accepted, with the state it was created in.
+    /// A subtask was accepted, with the assignment state it was created in (its holder when
+    /// that step already assigned it).
     SubtaskCreated {
         subtask: Subtask,
         routed_type: String,
         state: SubtaskState,
+        attempt: u32,
+        specialist_id: Option<String>,
+        epoch: u64,
+        breakdown: Option<ScoreBreakdown>,
+        detail: String,
     },
     /// Any later change of a subtask's assignment state (assigned, queued, requeued, finished).
     SubtaskChanged {

@@ -5,6 +5,7 @@ pub mod learned;
 pub mod limits;
 pub mod performance;
 pub mod policy;
+pub mod rules;
 pub mod scoring;
 pub mod specialist;
 pub mod subtask;

@@ -2,12 +2,8 @@
 
 use std::collections::VecDeque;
 
-/// Outcomes the performance factor looks back over.
-pub const PERFORMANCE_WINDOW: usize = 20;
-/// Pseudo-outcomes added to the window (Beta prior strength).
-const PRIOR_WEIGHT: f64 = 2.0;
-/// Performance factor of a specialist with no history: optimistic, so newcomers get tried.
-pub const PERFORMANCE_PRIOR: f64 = 0.75;
+pub use super::rules::{PERFORMANCE_PRIOR, PERFORMANCE_WINDOW};
+use super::rules::{PRIOR_SUCCESSES, PRIOR_WEIGHT};
 
 /// Everything reported about one specialist, kept across re-registrations.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,10 +30,10 @@ impl PerformanceRecord {
         }
     }
 
-    /// (recent successes + prior) / (recent outcomes + prior weight).
+    /// (recent successes + prior successes) / (recent outcomes + prior weight).
     pub fn performance_factor(&self) -> f64 {
-        let successes = self.recent.iter().filter(|success| **success).count() as f64;
-        (successes + PRIOR_WEIGHT * PERFORMANCE_PRIOR) / (self.recent.len() as f64 + PRIOR_WEIGHT)
+        let successes = self.recent.iter().filter(|success| **success).count();
+        window_performance(successes as u32, self.recent.len() as u32)
     }
 
     pub fn summary(&self) -> PerformanceSummary {
@@ -59,6 +55,11 @@ impl PerformanceRecord {
             recent_outcomes: self.recent.len() as u32,
         }
     }
+}
+
+/// The rule-based performance factor of a window with `successes` among `outcomes`.
+pub fn window_performance(successes: u32, outcomes: u32) -> f64 {
+    (f64::from(successes) + PRIOR_SUCCESSES) / (f64::from(outcomes) + PRIOR_WEIGHT)
 }
 
 /// What GetPerformance reports.

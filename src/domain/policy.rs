@@ -54,6 +54,8 @@ pub struct RoutingPolicy {
     pub default_max_concurrency: u32,
     pub lease_ttl_ms: i64,
     pub max_attempts: u32,
+    /// How long a finished subtask is kept after it finished; then the store forgets it.
+    pub retention_ms: i64,
 }
 
 impl Default for RoutingPolicy {
@@ -67,6 +69,7 @@ impl Default for RoutingPolicy {
             default_max_concurrency: 5,
             lease_ttl_ms: 15_000,
             max_attempts: 3,
+            retention_ms: 3_600_000,
         }
     }
 }

@@ -3,6 +3,7 @@
 use std::cmp::Ordering;
 
 use super::policy::ScoringWeights;
+use super::rules::{AVAILABILITY_FACTORS, LOAD_BANDS, LOAD_FACTOR_OVERLOADED};
 use super::specialist::{matched_capabilities, Availability};
 
 /// One factor: its value in 0..1, its weight, and value x weight x 100.
@@ -35,32 +36,31 @@ pub struct ScoreBreakdown {
 
 /// Share of required capabilities the specialist has; 1.0 when nothing is required.
 pub fn capability_factor(capabilities: &[String], required: &[String]) -> f64 {
-    if required.is_empty() {
+    capability_share(matched_capabilities(capabilities, required), required.len())
+}
+
+/// `matched` of `required` capabilities as the capability factor; 1.0 when nothing is required.
+pub fn capability_share(matched: usize, required: usize) -> f64 {
+    if required == 0 {
         return 1.0;
     }
-    matched_capabilities(capabilities, required) as f64 / required.len() as f64
+    matched as f64 / required as f64
 }
 
-/// Load bands by subtasks held: idle, light, moderate, heavy, overloaded.
+/// Load bands by subtasks held (`rules::LOAD_BANDS`): idle, light, moderate, heavy, overloaded.
 pub fn load_factor(active: u32) -> f64 {
-    match active {
-        0 => 1.0,
-        1..=2 => 0.8,
-        3..=4 => 0.6,
-        5..=9 => 0.4,
-        _ => 0.1,
-    }
+    LOAD_BANDS
+        .iter()
+        .find(|(most, _)| active <= *most)
+        .map_or(LOAD_FACTOR_OVERLOADED, |(_, factor)| *factor)
 }
 
-/// OFFLINE specialists are never candidates; the factor is 0 for completeness.
+/// `rules::AVAILABILITY_FACTORS`; OFFLINE specialists are never candidates (factor 0).
 pub fn availability_factor(availability: Availability) -> f64 {
-    match availability {
-        Availability::Online => 1.0,
-        Availability::Idle => 0.9,
-        Availability::Busy => 0.7,
-        Availability::Away => 0.3,
-        Availability::Offline => 0.0,
-    }
+    AVAILABILITY_FACTORS
+        .iter()
+        .find(|(known, _)| *known == availability)
+        .map_or(0.0, |(_, factor)| *factor)
 }
 
 /// What the scorer needs to know about one candidate.
@@ -77,16 +77,28 @@ pub fn score(
     required: &[String],
     facts: CandidateFacts<'_>,
 ) -> ScoreBreakdown {
-    let capability = Factor::new(
+    score_of_factors(
+        weights,
         capability_factor(facts.capabilities, required),
-        weights.capability,
-    );
-    let load = Factor::new(load_factor(facts.active), weights.load);
-    let availability = Factor::new(
-        availability_factor(facts.availability),
-        weights.availability,
-    );
-    let performance = Factor::new(facts.performance.clamp(0.0, 1.0), weights.performance);
+        facts.active,
+        facts.availability,
+        facts.performance,
+    )
+}
+
+/// The score from the capability factor and the other three inputs: what a store that kept only
+/// a hand-out's inputs computes its breakdown from (bit for bit `score`).
+pub fn score_of_factors(
+    weights: &ScoringWeights,
+    capability_value: f64,
+    active: u32,
+    availability: Availability,
+    performance: f64,
+) -> ScoreBreakdown {
+    let capability = Factor::new(capability_value, weights.capability);
+    let load = Factor::new(load_factor(active), weights.load);
+    let availability = Factor::new(availability_factor(availability), weights.availability);
+    let performance = Factor::new(performance.clamp(0.0, 1.0), weights.performance);
     ScoreBreakdown {
         score: capability.points + load.points + availability.points + performance.points,
         capability,

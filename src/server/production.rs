@@ -66,6 +66,11 @@ pub async fn start(
             );
         }
     }
+    store
+        .prepare()
+        .await
+        .context("setting up the redis slots")?;
+    let policy_weights = policy.weights;
     let store = Arc::new(store);
     let checkpoints: Arc<dyn CheckpointStore> = match &config.database_url {
         Some(database_url) => Arc::new(PgCheckpoints::new(database_url.clone())),
@@ -82,15 +87,42 @@ pub async fn start(
                 relay::run(
                     endpoint.clone(),
                     pool.clone(),
-                    RelayConfig::new(keys.type_prefix(specialist_type), specialist_type.clone()),
+                    RelayConfig::new(
+                        keys.type_prefix(specialist_type),
+                        specialist_type.clone(),
+                        policy_weights,
+                    ),
                     stop.clone(),
                 )
                 .instrument(tracing::info_span!("outbox_relay", %specialist_type)),
             );
         }
-        tokio::spawn(move_pending(store, stop).instrument(tracing::info_span!("pending_mover")));
+        tokio::spawn(
+            move_pending(store.clone(), stop).instrument(tracing::info_span!("pending_mover")),
+        );
     }
+    tokio::spawn(
+        keep_alive(store, running.stop_token()).instrument(tracing::info_span!("liveness")),
+    );
     Ok(running)
+}
+
+/// Counts this replica among the deployment's live ones until it stops (redis/policy.rs).
+async fn keep_alive(store: Arc<RedisStore>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                if let Err(error) = store.leave().await {
+                    debug!(%error, "could not leave the live replicas; it expires by itself");
+                }
+                return;
+            }
+            () = tokio::time::sleep(crate::store::redis::policy::LIVENESS_EVERY) => {}
+        }
+        if let Err(error) = store.keep_alive().await {
+            debug!(%error, "liveness not refreshed");
+        }
+    }
 }
 
 async fn move_pending(store: Arc<RedisStore>, stop: CancellationToken) {

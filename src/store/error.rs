@@ -1,4 +1,6 @@
-//! Errors every store reports; the API maps them to gRPC status codes in one place.
+//! Errors every store reports, typed by cause; the API maps them to gRPC status codes in one place.
+
+use crate::domain::subtask::SubtaskState;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {
@@ -6,16 +8,58 @@ pub enum StoreError {
     NotFound { kind: &'static str, id: String },
     #[error("{field}: {message}")]
     InvalidArgument { field: String, message: String },
+    #[error("subtask {subtask_id} exists with different content")]
+    AlreadyExists { subtask_id: String },
     #[error("{0}")]
-    AlreadyExists(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
+    FailedPrecondition(Precondition),
     #[error("{0}")]
     Unavailable(String),
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("internal store error: {0}")]
     Internal(String),
+}
+
+/// Why a call cannot be applied to the state it finds.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Precondition {
+    #[error("subtask {subtask_id} is {}, not assigned", state.as_str())]
+    NotAssigned {
+        subtask_id: String,
+        state: SubtaskState,
+    },
+    #[error("subtask {subtask_id} is not held by specialist {specialist_id}")]
+    WrongHolder {
+        subtask_id: String,
+        specialist_id: String,
+    },
+    #[error("epoch {epoch} of subtask {subtask_id} is stale; the current epoch is {current}")]
+    StaleEpoch {
+        subtask_id: String,
+        epoch: u64,
+        current: u64,
+    },
+    #[error("subtask {subtask_id} is {}, not queued", state.as_str())]
+    NotQueued {
+        subtask_id: String,
+        state: SubtaskState,
+    },
+    #[error("subtask {subtask_id} is {} and cannot be cancelled", state.as_str())]
+    CannotCancel {
+        subtask_id: String,
+        state: SubtaskState,
+    },
+    #[error("depends_on: subtask {dependency_id} is unknown")]
+    UnknownDependency { dependency_id: String },
+    #[error("specialist {specialist_id} is registered as type {registered}; deregister it before registering it as {requested}")]
+    TypeMismatch {
+        specialist_id: String,
+        registered: String,
+        requested: String,
+    },
+    /// Concurrent calls kept changing what this one depends on; retrying is expected to work.
+    #[error("{0}")]
+    Contended(String),
 }
 
 impl StoreError {
@@ -38,5 +82,17 @@ impl StoreError {
             field: field.to_string(),
             message: message.into(),
         }
+    }
+
+    pub fn already_exists(subtask_id: &str) -> Self {
+        StoreError::AlreadyExists {
+            subtask_id: subtask_id.to_string(),
+        }
+    }
+}
+
+impl From<Precondition> for StoreError {
+    fn from(precondition: Precondition) -> Self {
+        StoreError::FailedPrecondition(precondition)
     }
 }

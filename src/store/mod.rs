@@ -18,7 +18,7 @@ use crate::domain::subtask::{
     AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, WatchEvent,
 };
 
-pub use error::StoreError;
+pub use error::{Precondition, StoreError};
 
 pub type StoreResult<T> = Result<T, StoreError>;
 

@@ -144,6 +144,11 @@ pub fn created(subtask_id: &str, state: SubtaskState, created_at_ms: i64) -> Cha
         },
         routed_type: "backend".to_string(),
         state,
+        attempt: 1,
+        specialist_id: None,
+        epoch: 0,
+        breakdown: None,
+        detail: String::new(),
     }
 }
 

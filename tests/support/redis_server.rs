@@ -11,6 +11,21 @@ use super::{EVENTUALLY, POLL_EVERY};
 const START_ATTEMPTS: usize = 5;
 
 /// One redis-server child process (Redis 7 on PATH) in a temp dir of its own.
+/// Whether a key exists on the Redis at `url` (a test peeking at what the store keeps).
+pub async fn exists(url: &str, key: &str) -> bool {
+    let mut connection = redis::Client::open(url)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    redis::cmd("EXISTS")
+        .arg(key)
+        .query_async::<i64>(&mut connection)
+        .await
+        .unwrap()
+        == 1
+}
+
 pub struct PrivateRedis {
     port: u16,
     /// The cluster bus port of a cluster node (its own free port: the default, port + 10,000, may

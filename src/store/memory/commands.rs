@@ -9,7 +9,7 @@ use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
     AssignmentView, CompletionReport, Holder, ReleaseRequest, Subtask, SubtaskSpec, SubtaskState,
 };
-use crate::store::{ExpirySummary, Registered, StoreError, StoreResult};
+use crate::store::{ExpirySummary, Precondition, Registered, StoreError, StoreResult};
 
 use super::routing::Requeue;
 use super::state::{SpecialistRecord, State, SubtaskRecord};
@@ -28,10 +28,12 @@ impl State {
         let (created, old_capabilities) = match self.specialists.get_mut(&specialist_id) {
             Some(existing) => {
                 if existing.specialist_type != registration.specialist_type {
-                    return Err(StoreError::FailedPrecondition(format!(
-                        "specialist {specialist_id} is registered as type {}; deregister it before registering it as {}",
-                        existing.specialist_type, registration.specialist_type
-                    )));
+                    return Err(Precondition::TypeMismatch {
+                        specialist_id: specialist_id.clone(),
+                        registered: existing.specialist_type.clone(),
+                        requested: registration.specialist_type.clone(),
+                    }
+                    .into());
                 }
                 let old_capabilities =
                     std::mem::replace(&mut existing.capabilities, registration.capabilities);
@@ -211,18 +213,16 @@ impl State {
             if existing.subtask.spec == spec {
                 return Ok(self.assignment_view(existing));
             }
-            return Err(StoreError::AlreadyExists(format!(
-                "subtask {} exists with different content",
-                spec.subtask_id
-            )));
+            return Err(StoreError::already_exists(&spec.subtask_id));
         }
         let mut waiting_on = BTreeSet::new();
         let mut failed_dependency: Option<(String, SubtaskState)> = None;
         for dependency_id in &spec.depends_on {
             let Some(dependency) = self.subtasks.get(dependency_id) else {
-                return Err(StoreError::FailedPrecondition(format!(
-                    "depends_on: subtask {dependency_id} is unknown"
-                )));
+                return Err(Precondition::UnknownDependency {
+                    dependency_id: dependency_id.clone(),
+                }
+                .into());
             };
             match dependency.state {
                 SubtaskState::Completed => {}
@@ -292,21 +292,26 @@ impl State {
             .as_ref()
             .filter(|_| record.state == SubtaskState::Assigned)
         else {
-            return Err(StoreError::FailedPrecondition(format!(
-                "subtask {subtask_id} is {}, not assigned",
-                record.state.as_str()
-            )));
+            return Err(Precondition::NotAssigned {
+                subtask_id: subtask_id.to_string(),
+                state: record.state,
+            }
+            .into());
         };
         if holder.specialist_id != specialist_id {
-            return Err(StoreError::FailedPrecondition(format!(
-                "subtask {subtask_id} is not held by specialist {specialist_id}"
-            )));
+            return Err(Precondition::WrongHolder {
+                subtask_id: subtask_id.to_string(),
+                specialist_id: specialist_id.to_string(),
+            }
+            .into());
         }
         if holder.epoch != epoch {
-            return Err(StoreError::FailedPrecondition(format!(
-                "epoch {epoch} of subtask {subtask_id} is stale; the current epoch is {}",
-                holder.epoch
-            )));
+            return Err(Precondition::StaleEpoch {
+                subtask_id: subtask_id.to_string(),
+                epoch,
+                current: holder.epoch,
+            }
+            .into());
         }
         Ok(holder.clone())
     }
@@ -397,10 +402,11 @@ impl State {
         match state {
             SubtaskState::Cancelled => return self.view(subtask_id),
             SubtaskState::Completed | SubtaskState::Failed => {
-                return Err(StoreError::FailedPrecondition(format!(
-                    "subtask {subtask_id} is {} and cannot be cancelled",
-                    state.as_str()
-                )))
+                return Err(Precondition::CannotCancel {
+                    subtask_id: subtask_id.to_string(),
+                    state,
+                }
+                .into())
             }
             SubtaskState::Queued => self.take_from_queue(subtask_id),
             SubtaskState::Blocked => self.unblock(subtask_id),
@@ -469,6 +475,7 @@ impl State {
         for specialist_type in types {
             self.drain(&specialist_type, now_ms);
         }
+        self.retire_finished(now_ms);
         summary
     }
 }

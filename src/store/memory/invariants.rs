@@ -67,10 +67,7 @@ fn check_invariants(state: &State, now_ms: i64) {
             SubtaskState::Queued => {
                 queued += 1;
                 let key = record.queue_key.expect("queued without key");
-                assert_eq!(
-                    state.queues[&record.routed_type].get(&key),
-                    Some(subtask_id)
-                );
+                assert_eq!(state.queues[&record.routed_type].get(key), Some(subtask_id));
                 assert!(record.holder.is_none());
                 // No head-of-line blocking: nobody eligible right now could take it.
                 assert!(

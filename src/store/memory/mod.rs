@@ -5,6 +5,8 @@ mod index;
 #[cfg(test)]
 mod invariants;
 mod queries;
+mod queue;
+mod ranked;
 mod routing;
 mod state;
 

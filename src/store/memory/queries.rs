@@ -9,8 +9,8 @@ use crate::domain::subtask::{
     AssignmentView, Subtask, SubtaskSpec, SubtaskState, WatchEvent, WatchEventKind,
 };
 use crate::store::{
-    AvailabilityCounts, InFlight, Page, PageRequest, QueuePage, QueuePosition, QueuedEntry,
-    StoreError, StoreResult, TypeStats,
+    AvailabilityCounts, InFlight, Page, PageRequest, Precondition, QueuePage, QueuePosition,
+    QueuedEntry, StoreError, StoreResult, TypeStats,
 };
 
 use super::state::{QueueKey, State};
@@ -69,10 +69,11 @@ impl State {
             .queue_key
             .filter(|_| record.state == SubtaskState::Queued)
         else {
-            return Err(StoreError::FailedPrecondition(format!(
-                "subtask {subtask_id} is {}, not queued",
-                record.state.as_str()
-            )));
+            return Err(Precondition::NotQueued {
+                subtask_id: subtask_id.to_string(),
+                state: record.state,
+            }
+            .into());
         };
         Ok(QueuePosition {
             subtask_id: subtask_id.to_string(),
@@ -102,9 +103,11 @@ impl State {
                 next_page_token: None,
             });
         };
-        let lower = after.map_or(Bound::Unbounded, Bound::Excluded);
-        let first_position = after.map_or(1, |key| queue.range(..=key).count() as u64 + 1);
-        let mut remaining = queue.range((lower, Bound::Unbounded));
+        // Entries at or before the token's key, whether it is still queued or not.
+        let first_position = after.map_or(1, |key| {
+            queue.position(key) + u64::from(queue.get(key).is_some())
+        });
+        let mut remaining = queue.iter_after(after.as_ref());
         let mut entries = Vec::new();
         for (offset, (_, subtask_id)) in remaining.by_ref().take(page.size).enumerate() {
             let Some(record) = self.subtasks.get(subtask_id) else {
@@ -166,11 +169,7 @@ impl State {
         let oldest_enqueued = self
             .queues
             .get(specialist_type)
-            .into_iter()
-            .flat_map(|queue| queue.values())
-            .filter_map(|subtask_id| self.subtasks.get(subtask_id))
-            .map(|record| record.enqueued_at_ms)
-            .min();
+            .and_then(|queue| queue.oldest_enqueued());
         TypeStats {
             specialist_type: specialist_type.to_string(),
             depth: self.queue_depth(specialist_type),

@@ -192,11 +192,15 @@ impl State {
         record.state = SubtaskState::Queued;
         record.queue_key = Some(key);
         record.enqueued_at_ms = now_ms;
-        let routed_type = record.routed_type.clone();
         self.queues
-            .entry(routed_type)
+            .entry(record.routed_type.clone())
             .or_default()
-            .insert(key, subtask_id.to_string());
+            .insert(
+                key,
+                subtask_id,
+                &record.subtask.spec.required_capabilities,
+                now_ms,
+            );
     }
 
     /// Assigns a ready subtask to the best eligible specialist or queues it at the tail.
@@ -226,9 +230,8 @@ impl State {
         let mut cursor: Option<QueueKey> = None;
         while free_slots > 0 {
             let next = self.queues.get(specialist_type).and_then(|queue| {
-                let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
                 queue
-                    .range((lower, Bound::Unbounded))
+                    .iter_after(cursor.as_ref())
                     .next()
                     .map(|(key, subtask_id)| (*key, subtask_id.clone()))
             });
@@ -251,36 +254,55 @@ impl State {
 
     /// Capacity appeared at one specialist only (completion, release, cancel, registration,
     /// heartbeat back online). The queue invariant says no queued subtask could be served by anyone
-    /// else before, so it alone can take new work: walk the queue in order, checking only it.
+    /// else before, so it alone can take new work: the first queued subtask it can serve, in queue
+    /// order, found in the queue's indexes of what it could serve (nothing required, or one of
+    /// its capabilities), not by walking the queue.
     pub fn drain_for(&mut self, specialist_id: &str, now_ms: i64) {
         let Some(specialist_type) = self.type_of(specialist_id) else {
             return;
         };
-        let mut cursor: Option<QueueKey> = None;
-        while self
-            .specialists
-            .get(specialist_id)
-            .is_some_and(|specialist| specialist.free_slots(now_ms) > 0)
-        {
-            let next = self.queues.get(&specialist_type).and_then(|queue| {
+        // Per index, the last entry found unservable: later rounds start after it.
+        let mut cursors: Vec<Option<QueueKey>> = Vec::new();
+        loop {
+            let Some(specialist) = self
+                .specialists
+                .get(specialist_id)
+                .filter(|specialist| specialist.free_slots(now_ms) > 0)
+            else {
+                return;
+            };
+            let Some(queue) = self
+                .queues
+                .get(&specialist_type)
+                .filter(|queue| !queue.is_empty())
+            else {
+                return;
+            };
+            let indexes = queue.indexes_for(&specialist.capabilities);
+            cursors.resize(indexes.len(), None);
+            let mut chosen: Option<(QueueKey, &str, ScoreBreakdown)> = None;
+            for (index, cursor) in indexes.into_iter().zip(cursors.iter_mut()) {
                 let lower = cursor.map_or(Bound::Unbounded, Bound::Excluded);
-                queue
-                    .range((lower, Bound::Unbounded))
-                    .next()
-                    .map(|(key, subtask_id)| (*key, subtask_id.clone()))
-            });
-            let Some((key, subtask_id)) = next else {
-                break;
+                for (key, subtask_id) in index.range((lower, Bound::Unbounded)) {
+                    if chosen.as_ref().is_some_and(|(best, _, _)| best < key) {
+                        break;
+                    }
+                    let Some(record) = self.subtasks.get(subtask_id) else {
+                        continue;
+                    };
+                    let mut best = None;
+                    self.consider(record, specialist_id, now_ms, &mut best);
+                    if let Some((_, breakdown)) = best {
+                        chosen = Some((*key, subtask_id, breakdown));
+                        break;
+                    }
+                    *cursor = Some(*key);
+                }
+            }
+            let Some((_, subtask_id, breakdown)) = chosen else {
+                return;
             };
-            cursor = Some(key);
-            let Some(record) = self.subtasks.get(&subtask_id) else {
-                continue;
-            };
-            let mut best = None;
-            self.consider(record, specialist_id, now_ms, &mut best);
-            let Some((_, breakdown)) = best else {
-                continue;
-            };
+            let subtask_id = subtask_id.to_string();
             self.take_from_queue(&subtask_id);
             self.hand_out(&subtask_id, specialist_id, breakdown, now_ms);
         }
@@ -309,7 +331,11 @@ impl State {
         };
         if let Some(key) = record.queue_key.take() {
             if let Some(queue) = self.queues.get_mut(&record.routed_type) {
-                queue.remove(&key);
+                queue.remove(
+                    key,
+                    &record.subtask.spec.required_capabilities,
+                    record.enqueued_at_ms,
+                );
             }
         }
     }
@@ -370,7 +396,29 @@ impl State {
         if let Some(detail) = detail {
             record.detail = detail;
         }
+        self.done.insert((now_ms, subtask_id.to_string()));
         self.settle_dependents(subtask_id, now_ms);
+    }
+
+    /// Forgets subtasks that finished longer than the retention ago (the lease sweep calls it).
+    pub fn retire_finished(&mut self, now_ms: i64) -> usize {
+        let cutoff = now_ms.saturating_sub(self.policy.retention_ms);
+        let mut retired = 0;
+        while let Some((finished_at, subtask_id)) = self.done.first().cloned() {
+            if finished_at > cutoff {
+                break;
+            }
+            self.done.pop_first();
+            let finished_then = self.subtasks.get(&subtask_id).is_some_and(|record| {
+                record.state.is_terminal() && record.finished_at_ms == Some(finished_at)
+            });
+            if finished_then {
+                self.subtasks.remove(&subtask_id);
+                self.dependents.remove(&subtask_id);
+                retired += 1;
+            }
+        }
+        retired
     }
 
     /// After a subtask finished: unblock dependents whose dependencies are all done, or fail them
@@ -405,6 +453,7 @@ impl State {
                     "dependency {dependency_id} is {}",
                     dependency_state.as_str()
                 );
+                self.done.insert((now_ms, dependent_id.clone()));
                 self.unblock(&dependent_id);
                 pending.push(dependent_id);
             }

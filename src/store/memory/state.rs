@@ -16,6 +16,7 @@ use crate::domain::subtask::{
 use crate::store::FeedItem;
 
 use super::index::SpecialistIndex;
+use super::queue::TypeQueue;
 
 /// Order inside one type's queue: higher priority first, then by sequence (head inserts are negative).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,7 +93,7 @@ pub(super) struct State {
     pub specialists: BTreeMap<String, SpecialistRecord>,
     pub specialists_by_type: HashMap<String, BTreeSet<String>>,
     pub subtasks: HashMap<String, SubtaskRecord>,
-    pub queues: HashMap<String, BTreeMap<QueueKey, String>>,
+    pub queues: HashMap<String, TypeQueue>,
     /// Dependency id -> subtasks BLOCKED on it.
     pub dependents: HashMap<String, Vec<String>>,
     pub blocked_by_type: HashMap<String, BTreeSet<String>>,
@@ -103,6 +104,8 @@ pub(super) struct State {
     pub counters: HashMap<String, TypeCounters>,
     pub feeds: HashMap<String, broadcast::Sender<FeedItem>>,
     pub index: SpecialistIndex,
+    /// (finished at, id) of finished subtasks: the retention forgets them in this order.
+    pub done: BTreeSet<(i64, String)>,
 }
 
 /// One type's counters (the production store keeps the same ones in the type's slot).
@@ -132,6 +135,7 @@ impl State {
             counters: HashMap::new(),
             feeds: HashMap::new(),
             index: SpecialistIndex::default(),
+            done: BTreeSet::new(),
         }
     }
 
@@ -162,7 +166,7 @@ impl State {
     pub fn queue_rank(&self, routed_type: &str, key: QueueKey) -> u64 {
         self.queues
             .get(routed_type)
-            .map_or(0, |queue| queue.range(..key).count() as u64 + 1)
+            .map_or(0, |queue| queue.position(key))
     }
 
     pub fn assignment_view(&self, record: &SubtaskRecord) -> AssignmentView {

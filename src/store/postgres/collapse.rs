@@ -241,7 +241,11 @@ pub(super) fn apply_subtask<'a>(row: &mut Option<SubtaskRow<'a>>, event: &Subtas
         }
     }
     if let Some(subtask) = event.created {
-        if !current.has_spec {
+        // A creation later than everything the row holds, of a row that has its spec already,
+        // is the id used again after the live store forgot the finished subtask (its
+        // retention): the row becomes the new subtask (the history keeps both).
+        let reused = moved && current.has_spec;
+        if !current.has_spec || reused {
             current.has_spec = true;
             current.fill = Some(subtask);
             current.routed_type = event.routed_type.to_string();

@@ -110,6 +110,11 @@ fn stories() -> Vec<HistoryEvent> {
                 },
                 routed_type: "backend".into(),
                 state: SubtaskState::Queued,
+                attempt: 1,
+                specialist_id: None,
+                epoch: 0,
+                breakdown: None,
+                detail: String::new(),
             },
         ));
         let change =

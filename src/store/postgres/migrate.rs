@@ -22,11 +22,18 @@ pub struct Migration {
 
 /// Every migration, in order. A new file in `sql/` must be added here (a test checks that the two
 /// agree); an applied one must never be edited.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../../../sql/0001_init.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../../../sql/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "dead_letters",
+        sql: include_str!("../../../sql/0002_dead_letters.sql"),
+    },
+];
 
 /// Key of the session-level advisory lock every migrator holds while it works ("sbmigrat").
 /// Advisory locks are per database, so this serializes migrators of one database only.

@@ -11,20 +11,24 @@
 pub mod checkpoints;
 mod collapse;
 pub mod columns;
+mod dead_letters;
 pub mod error;
 pub mod event_id;
 pub mod history;
 #[cfg(test)]
 mod history_tests;
 pub mod migrate;
+mod reads;
 mod statements;
 
 use tokio_postgres::{Client, NoTls};
 use tracing::Instrument;
 
+pub use dead_letters::dead_letter;
 pub use error::PgError;
 pub use history::{apply_batch, apply_in_transaction, ApplySummary, EventOutcome};
 pub use migrate::{migrate, MigrationReport, MIGRATIONS};
+pub use reads::{finished_subtask, spec_of_row};
 
 /// A pool of connections, for the relay and the store's other Postgres work.
 pub type PgPool = deadpool_postgres::Pool;

@@ -1,17 +1,15 @@
 //! The directory: which type's slot holds a specialist or a subtask, one plain key per id
 //! (keys.rs). Registration binds a specialist id to its type before the record is written, and
 //! moves the binding (with the performance record) when a deregistered id registers as another
-//! type; lookups by id read the binding, then run the script in that slot.
-
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+//! type. On one Redis a call by id reads the binding inside its function; on a cluster the store
+//! reads it (and remembers it, placements.rs), then calls the function in that slot.
 
 use crate::domain::specialist::Registration;
-use crate::store::{Registered, StoreError, StoreResult};
+use crate::store::{Precondition, Registered, StoreError, StoreResult};
 
-use super::scripts::Script;
-use super::wire::{availability_str, SpecialistWire};
+use super::call::{About, Args, Target};
+use super::library::Function;
+use super::replies;
 use super::RedisStore;
 
 /// Registrations that found the id moved under them (a concurrent registration as another type)
@@ -27,67 +25,25 @@ pub(super) fn command(parts: &[&str]) -> redis::Cmd {
     command
 }
 
-#[derive(Deserialize)]
-struct UnbindReply {
-    #[serde(default)]
-    taken: bool,
-    perf: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct RegisterReply {
-    specialist: Option<SpecialistWire>,
-    #[serde(default)]
-    created: bool,
-    #[serde(default)]
-    taken: bool,
-    #[serde(default)]
-    retry: bool,
-}
-
 impl RedisStore {
     /// The type a specialist id is bound to (its record and performance live in that slot).
     pub(super) async fn specialist_slot(&self, specialist_id: &str) -> StoreResult<String> {
-        let directory = self.keys.specialist_directory(specialist_id);
-        let bound: Option<String> = self.query(&command(&["GET", &directory])).await?;
-        bound.ok_or_else(|| StoreError::specialist_not_found(specialist_id))
+        let bound = self
+            .directory(&self.keys.specialist_directory(specialist_id))
+            .await?
+            .ok_or_else(|| StoreError::specialist_not_found(specialist_id))?;
+        self.specialist_placements.remember(specialist_id, &bound);
+        Ok(bound)
     }
 
     /// The type whose slot holds a subtask's record, from the directory.
-    async fn subtask_slot(&self, subtask_id: &str) -> StoreResult<String> {
-        let directory = self.keys.subtask_directory(subtask_id);
-        let bound: Option<String> = self.query(&command(&["GET", &directory])).await?;
-        bound.ok_or_else(|| StoreError::subtask_not_found(subtask_id))
-    }
-
-    /// Runs a script in the slot of a subtask's record: the remembered one (placements.rs), or
-    /// the directory's. A remembered slot that does not have it (Redis lost its data, and the id
-    /// came back as another type) is forgotten and the directory asked.
-    pub(super) async fn call_for_subtask<T: DeserializeOwned>(
-        &self,
-        script: &Script,
-        subtask_id: &str,
-        args: Value,
-    ) -> StoreResult<T> {
-        if let Some(slot) = self.placements.get(subtask_id) {
-            match self.call(script, &slot, args.clone()).await {
-                Err(StoreError::NotFound {
-                    kind: "subtask", ..
-                }) => self.placements.forget(subtask_id),
-                other => return other,
-            }
-        }
-        let slot = self.subtask_slot(subtask_id).await?;
-        let result = self.call(script, &slot, args).await;
-        if result.is_ok() {
-            self.placed(subtask_id, &slot);
-        }
-        result
-    }
-
-    /// Remembers where a subtask's record was found (see placements.rs).
-    pub(super) fn placed(&self, subtask_id: &str, slot: &str) {
-        self.placements.remember(subtask_id, slot);
+    pub(super) async fn subtask_slot(&self, subtask_id: &str) -> StoreResult<String> {
+        let bound = self
+            .directory(&self.keys.subtask_directory(subtask_id))
+            .await?
+            .ok_or_else(|| StoreError::subtask_not_found(subtask_id))?;
+        self.placements.remember(subtask_id, &bound);
+        Ok(bound)
     }
 
     pub(super) async fn register_bound(
@@ -95,8 +51,7 @@ impl RedisStore {
         registration: Registration,
     ) -> StoreResult<Registered> {
         let spec_type = registration.specialist_type.as_str();
-        let labels = serde_json::to_string(&registration.labels)
-            .map_err(|error| StoreError::Internal(error.to_string()))?;
+        let labels = replies::labels_text(&registration.labels);
         let minted = registration.specialist_id.is_none();
         let mut attempts = 0;
         let mut force_rebind = false;
@@ -110,69 +65,86 @@ impl RedisStore {
                 .query(&command(&["SET", &directory, spec_type, "NX", "GET"]))
                 .await?;
             let mut rebind = std::mem::take(&mut force_rebind);
-            let mut perf = Value::Null;
+            let mut carried = String::new();
             if let Some(other) = bound.filter(|bound| bound != spec_type) {
-                let reply: UnbindReply = self
-                    .call(
-                        &self.scripts.unbind,
-                        &other,
-                        json!({
-                            "specialist_id": specialist_id,
-                            "to_type": spec_type,
-                            "minted": minted,
-                        }),
+                let about = About {
+                    specialist: &specialist_id,
+                    requested_type: spec_type,
+                    ..About::default()
+                };
+                let reply = self
+                    .fcall(
+                        Function::Unbind,
+                        Target::Slot(&other),
+                        &Args::new()
+                            .text(&specialist_id)
+                            .text(spec_type)
+                            .flag(minted),
+                        about,
                     )
                     .await?;
-                if reply.taken {
+                if reply.text(0)? == "taken" {
                     continue;
                 }
                 // An empty record replaces whatever this type kept from an earlier binding.
-                perf = reply.perf.unwrap_or_else(|| json!({}));
+                carried = reply.text(1)?;
+                if carried.is_empty() {
+                    carried = "!".into();
+                }
                 let _: () = self
                     .query(&command(&["SET", &directory, spec_type]))
                     .await?;
                 rebind = true;
             }
-            let reply: RegisterReply = self
-                .call(
-                    &self.scripts.register,
-                    spec_type,
-                    json!({
-                        "specialist_id": specialist_id,
-                        "capabilities": registration.capabilities,
-                        "max_concurrency": registration.max_concurrency,
-                        "labels": labels,
-                        "availability": availability_str(registration.availability),
-                        "minted": minted,
-                        "rebind": rebind,
-                        "perf": perf,
-                    }),
+            let args = Args::new()
+                .text(&specialist_id)
+                .list(&registration.capabilities)
+                .text(
+                    &registration
+                        .max_concurrency
+                        .map_or_else(String::new, |max| max.to_string()),
                 )
+                .text(&labels)
+                .text(registration.availability.as_str())
+                .flag(minted)
+                .flag(rebind)
+                .text(&carried);
+            let about = About {
+                specialist: &specialist_id,
+                requested_type: spec_type,
+                ..About::default()
+            };
+            let reply = self
+                .fcall(Function::Register, Target::Slot(spec_type), &args, about)
                 .await?;
-            if reply.taken {
-                continue;
+            match reply.text(0)?.as_str() {
+                "taken" => continue,
+                "retry" => {
+                    // The id was moved to another type after the directory was read. If the
+                    // directory still names this type, that move never finished (its replica
+                    // died between unbind and rebinding): take the id back.
+                    attempts += 1;
+                    let now = self.directory(&directory).await?;
+                    force_rebind = now.as_deref() == Some(spec_type);
+                    continue;
+                }
+                "ok" => {}
+                _ => return Err(replies::malformed("register")),
             }
-            if reply.retry {
-                // The id was moved to another type after the directory was read. If the directory
-                // still names this type, that move never finished (its replica died between
-                // unbind and rebinding): take the id back.
-                attempts += 1;
-                let now: Option<String> = self.query(&command(&["GET", &directory])).await?;
-                force_rebind = now.as_deref() == Some(spec_type);
-                continue;
+            if !self.single {
+                self.specialist_placements
+                    .remember(&specialist_id, spec_type);
             }
-            let specialist = reply
-                .specialist
-                .ok_or_else(|| StoreError::Internal("register: no specialist in reply".into()))?;
             return Ok(Registered {
-                specialist: specialist.into_domain()?,
-                created: reply.created,
+                specialist: replies::specialist(reply.get(1)?)?,
+                created: reply.int(2)? == 1,
             });
         }
-        Err(StoreError::FailedPrecondition(format!(
+        Err(Precondition::Contended(format!(
             "registration as {spec_type} kept meeting a concurrent registration of the same id \
              as another type; retry"
-        )))
+        ))
+        .into())
     }
 
     /// Points a directory entry at a type (the rebuild, which restores records without routing).

@@ -1,8 +1,10 @@
-//! Watch events from Redis pub/sub to this replica's subscribers. Every script publishes a
+//! Watch events from Redis pub/sub to this replica's subscribers. Every function publishes a
 //! specialist's events on the deployment's one `watch` channel, in step order; one connection per
-//! replica listens and hands each event to the local subscribers of its specialist. If the
-//! connection drops, events may have been missed: every subscriber is told it lagged (it re-reads
-//! its in-flight work, which Redis holds) and the hub reconnects.
+//! replica listens and hands each event to the local subscribers of its specialist. A message
+//! starts with the specialist's id, so one for a stream this replica does not hold is skipped
+//! after reading that line (lua/includes/events.lua has the layout). If the connection drops,
+//! events may have been missed: every subscriber is told it lagged (it re-reads its in-flight
+//! work, which Redis holds) and the hub reconnects.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,10 +16,12 @@ use tokio::sync::{broadcast, watch};
 use tokio_stream::wrappers::{errors::BroadcastStreamRecvError, BroadcastStream};
 use tracing::{debug, warn, Instrument};
 
-use crate::domain::subtask::WatchEventKind;
-use crate::store::{Feed, FeedItem};
+use crate::domain::policy::ScoringWeights;
+use crate::domain::subtask::{Subtask, WatchEvent, WatchEventKind};
+use crate::store::{Feed, FeedItem, StoreResult};
 
-use super::wire::EventWire;
+use super::codec::decode_spec;
+use super::replies::{malformed, view_of_fields, ViewFields};
 
 /// Events a subscriber may fall behind by before it is told to re-read its in-flight work.
 const FEED_CAPACITY: usize = 1024;
@@ -36,7 +40,7 @@ pub struct FeedHub {
 }
 
 impl FeedHub {
-    pub fn start(client: redis::Client, channel: String) -> Self {
+    pub fn start(client: redis::Client, channel: String, weights: ScoringWeights) -> Self {
         let subscribers = Arc::new(Mutex::new(Subscribers::default()));
         let (connected_tx, connected) = watch::channel(0u64);
         let task_subscribers = Arc::clone(&subscribers);
@@ -46,7 +50,7 @@ impl FeedHub {
             async move {
                 tokio::select! {
                     () = stopped.cancelled() => {}
-                    () = listen(client, channel, task_subscribers, connected_tx) => {}
+                    () = listen(client, channel, task_subscribers, connected_tx, weights) => {}
                 }
             }
             .instrument(tracing::info_span!("redis_watch_feed")),
@@ -88,6 +92,7 @@ async fn listen(
     channel: String,
     subscribers: Arc<Mutex<Subscribers>>,
     connected: watch::Sender<u64>,
+    weights: ScoringWeights,
 ) {
     let mut backoff = Duration::from_millis(50);
     let mut first = true;
@@ -115,8 +120,7 @@ async fn listen(
         connected.send_modify(|count| *count += 1);
         let mut messages = pubsub.on_message();
         while let Some(message) = messages.next().await {
-            let payload: Vec<u8> = message.get_payload_bytes().to_vec();
-            deliver(&subscribers, &payload);
+            deliver(&subscribers, message.get_payload_bytes(), &weights);
         }
         debug!("watch feed connection ended; reconnecting");
         tell_all_lagged(&subscribers);
@@ -130,40 +134,101 @@ fn tell_all_lagged(subscribers: &Mutex<Subscribers>) {
     }
 }
 
-fn deliver(subscribers: &Mutex<Subscribers>, payload: &[u8]) {
-    let wire: EventWire = match serde_json::from_slice(payload) {
-        Ok(wire) => wire,
-        Err(error) => {
-            warn!(%error, "unreadable watch event");
-            return;
-        }
-    };
-    let kind = match wire.kind.as_str() {
-        "ASSIGNED" => WatchEventKind::Assigned,
-        "REVOKED" => WatchEventKind::Revoked,
-        "END" => {
-            // Deregistered: dropping the sender ends every watch stream of this specialist.
-            subscribers.lock().by_specialist.remove(&wire.to);
-            return;
-        }
-        other => {
-            warn!(kind = other, "unknown watch event kind");
-            return;
-        }
-    };
-    let mut subscribers = subscribers.lock();
-    let Some(sender) = subscribers.by_specialist.get(&wire.to) else {
+fn deliver(subscribers: &Mutex<Subscribers>, payload: &[u8], weights: &ScoringWeights) {
+    let Some(newline) = payload.iter().position(|byte| *byte == b'\n') else {
+        warn!("unreadable watch event");
         return;
     };
-    if sender.receiver_count() == 0 {
-        subscribers.by_specialist.remove(&wire.to);
+    let Ok(to) = std::str::from_utf8(&payload[..newline]) else {
+        warn!("unreadable watch event");
+        return;
+    };
+    let rest = &payload[newline + 1..];
+    let mut subscribers = subscribers.lock();
+    let Some(sender) = subscribers.by_specialist.get(to) else {
+        // Nobody here watches this specialist: nothing else of the message is read.
+        return;
+    };
+    if rest == b"END" {
+        // Deregistered: dropping the sender ends every watch stream of this specialist.
+        subscribers.by_specialist.remove(to);
         return;
     }
-    let to = wire.to.clone();
-    match wire.into_domain(kind) {
+    if sender.receiver_count() == 0 {
+        subscribers.by_specialist.remove(to);
+        return;
+    }
+    match decode_event(rest, weights) {
         Ok(event) => {
             let _ = sender.send(FeedItem::Event(Box::new(event)));
         }
         Err(error) => warn!(%error, specialist_id = %to, "unreadable watch event"),
     }
+}
+
+/// An event after its first line: kind, the view's fields, the detail's length, then the detail
+/// and the subtask as submitted.
+fn decode_event(message: &[u8], weights: &ScoringWeights) -> StoreResult<WatchEvent> {
+    const HEAD_LINES: usize = 14;
+    let mut lines: Vec<&str> = Vec::with_capacity(HEAD_LINES);
+    let mut at = 0;
+    while lines.len() < HEAD_LINES {
+        let end = message[at..]
+            .iter()
+            .position(|byte| *byte == b'\n')
+            .map(|offset| at + offset)
+            .ok_or_else(|| malformed("watch event"))?;
+        lines.push(std::str::from_utf8(&message[at..end]).map_err(|_| malformed("watch event"))?);
+        at = end + 1;
+    }
+    let kind = match lines[0] {
+        "ASSIGNED" => WatchEventKind::Assigned,
+        "REVOKED" => WatchEventKind::Revoked,
+        _ => return Err(malformed("watch event kind")),
+    };
+    let number = |text: &str| -> StoreResult<i64> {
+        text.parse().map_err(|_| malformed("watch event number"))
+    };
+    let optional = |text: &str| -> StoreResult<Option<i64>> {
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            number(text).map(Some)
+        }
+    };
+    let detail_length = number(lines[13])? as usize;
+    let detail_end = at
+        .checked_add(detail_length)
+        .filter(|end| *end <= message.len())
+        .ok_or_else(|| malformed("watch event detail"))?;
+    let detail = std::str::from_utf8(&message[at..detail_end])
+        .map_err(|_| malformed("watch event detail"))?
+        .to_string();
+    let spec = decode_spec(&message[detail_end..])?;
+    let assignment = view_of_fields(
+        ViewFields {
+            id: lines[1].to_string(),
+            routed_type: lines[2].to_string(),
+            state: lines[3].to_string(),
+            attempt: number(lines[4])?,
+            holder: lines[5].to_string(),
+            epoch: number(lines[6])?,
+            assigned_at: optional(lines[7])?,
+            breakdown: lines[8].to_string(),
+            position: optional(lines[9])?,
+            waiting: lines[10].split_whitespace().map(String::from).collect(),
+            created: number(lines[11])?,
+            finished: optional(lines[12])?,
+            detail,
+        },
+        weights,
+    )?;
+    Ok(WatchEvent {
+        kind,
+        subtask: Subtask {
+            spec,
+            created_at_ms: assignment.created_at_ms,
+        },
+        assignment,
+    })
 }

@@ -4,7 +4,8 @@
 //! - the directory: one key per id, `sb:{<namespace>/s/<specialist id>}` and
 //!   `sb:{<namespace>/t/<subtask id>}`, holding the type whose slot has the record (plain
 //!   commands, one key each, so they spread over the slots too);
-//! - the deployment's meta hash `sb:{<namespace>}:meta` (rebuild markers);
+//! - the deployment's meta hash `sb:{<namespace>}:meta` (rebuild markers) and its live replicas
+//!   `sb:{<namespace>}:replicas` (see policy.rs);
 //! - the watch channel `sb:{<namespace>}:watch` (pub/sub: not a key, any node takes it).
 
 #[derive(Debug, Clone)]
@@ -17,6 +18,10 @@ impl Keys {
         Self {
             namespace: namespace.into(),
         }
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The prefix of every key of one type's slot.
@@ -33,8 +38,21 @@ impl Keys {
         self.type_key(specialist_type, "meta")
     }
 
+    /// The type whose slot a meta key names.
+    pub fn type_of_meta(&self, meta: &str) -> Option<String> {
+        let opened = format!("sb:{{{}:", self.namespace);
+        meta.strip_prefix(&opened)?
+            .strip_suffix("}:meta")
+            .map(String::from)
+    }
+
     pub fn subtask_record(&self, specialist_type: &str, subtask_id: &str) -> String {
-        self.type_key(specialist_type, &format!("sub:{subtask_id}"))
+        self.type_key(specialist_type, &format!("t:{subtask_id}"))
+    }
+
+    /// A mark a type keeps of a subtask id (forwarded, or its claim voided).
+    pub fn subtask_mark(&self, specialist_type: &str, subtask_id: &str) -> String {
+        self.type_key(specialist_type, &format!("mark:{subtask_id}"))
     }
 
     /// Where a specialist id is bound: the type it registers (and keeps its performance) under.
@@ -49,6 +67,11 @@ impl Keys {
 
     pub fn deployment_meta(&self) -> String {
         format!("sb:{{{}}}:meta", self.namespace)
+    }
+
+    /// The deployment's live replicas (zset: expiry ms of "<fingerprint> <replica id>").
+    pub fn replicas(&self) -> String {
+        format!("sb:{{{}}}:replicas", self.namespace)
     }
 
     pub fn watch_channel(&self) -> String {
@@ -94,6 +117,11 @@ mod tests {
         assert_ne!(tag(&keys.type_meta("frontend")), "prod:backend");
         assert_eq!(tag(&keys.subtask_directory("t1")), "prod/t/t1");
         assert_eq!(tag(&keys.specialist_directory("s1")), "prod/s/s1");
+        assert_eq!(
+            keys.type_of_meta(&keys.type_meta("back:end")).as_deref(),
+            Some("back:end")
+        );
+        assert_eq!(keys.type_of_meta("sb:{other:x}:meta"), None);
     }
 
     #[test]

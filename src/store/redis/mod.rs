@@ -1,36 +1,36 @@
-//! The production store's live half: every decision is one Lua script (`lua/`) run atomically in
-//! Redis, so any number of replicas behave as one. This module passes arguments in, maps the
-//! scripts' JSON replies and error codes to the domain, and guards Redis with a circuit breaker.
+//! The production store's live half: every decision is one function of the Lua library (`lua/`)
+//! run atomically in Redis, so any number of replicas behave as one. This module passes
+//! arguments in, turns the functions' flat replies into domain values and their refusal codes into
+//! typed errors, and guards Redis with a circuit breaker.
 //! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
 
+mod call;
+pub mod codec;
 pub mod connections;
 mod directory;
 mod feed;
 pub mod keys;
+pub mod library;
 mod notices;
 pub mod outbox;
 pub mod pending;
 mod placements;
+pub mod policy;
 pub mod rebuild;
 pub mod relay;
+mod replies;
+mod retention;
 mod routing;
-pub mod scripts;
-pub mod wire;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
-use tracing::warn;
 
 use crate::domain::learned::{CandidateInfo, LearnedFactors};
 use crate::domain::performance::{PerformanceRecord, PerformanceSummary};
-use crate::domain::policy::RoutingPolicy;
-use crate::domain::policy::ScoringWeights;
+use crate::domain::policy::{RoutingPolicy, ScoringWeights};
 use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
     AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, WatchEvent,
@@ -43,18 +43,19 @@ use crate::store::{
     QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
+use call::{nested, About, Args, Target};
 use connections::{Connections, Endpoint};
 use feed::FeedHub;
 use keys::Keys;
+use library::{Function, Library};
 use pending::PendingStore;
-use scripts::{Script, Scripts};
-use wire::{
-    availability_str, lenient_list, policy_json, spec_from_json, EventWire, SpecialistWire,
-    ViewWire,
-};
+use policy::SlotPolicy;
+use replies::{int, items, text};
 
-/// Lapsed specialists handled per expire script call.
+/// Lapsed specialists handled per expire call.
 const EXPIRY_BATCH: usize = 500;
+/// Finished subtasks retired per expire call.
+const RETIRE_BATCH: usize = 1000;
 
 #[derive(Debug, Clone)]
 pub struct RedisStoreConfig {
@@ -66,10 +67,10 @@ pub struct RedisStoreConfig {
     /// specialist type, and the directory `sb:{<namespace>/...}` (see keys.rs, lua/README.md).
     pub namespace: String,
     pub pool_size: usize,
-    /// Longest a single script call may take before it counts as a Redis failure.
+    /// Longest a single call may take before it counts as a Redis failure.
     pub command_timeout: Duration,
     pub breaker: BreakerConfig,
-    /// Append every change to the outbox stream (on when a Postgres relay reads it).
+    /// Append every change to the outbox streams (on when a Postgres relay reads them).
     pub outbox: bool,
     /// Outbox entries of one type not yet written to Postgres beyond which new subtasks of that
     /// type are refused.
@@ -101,20 +102,27 @@ impl RedisStoreConfig {
 
 pub struct RedisStore {
     connections: Connections,
-    scripts: Scripts,
+    library: Library,
     keys: Keys,
     /// The configured specialist types: the slots the store sweeps, lists and counts.
     types: Vec<String>,
-    policy_json: String,
     weights: ScoringWeights,
+    slot_policy: SlotPolicy,
+    /// Its fingerprint, sent with every call.
+    fingerprint: String,
+    /// One Redis, not a cluster: a call by id finds its slot inside Redis (one round trip).
+    single: bool,
     clock: Option<Arc<dyn Clock>>,
     breaker: CircuitBreaker,
     command_timeout: Duration,
     feeds: FeedHub,
     /// Where Assign puts subtasks while Redis is unreachable (with Postgres configured).
     pending: Option<PendingStore>,
-    /// The slots of subtasks this replica has seen (saves directory reads).
+    /// On a cluster, the slots of subtasks and specialists this replica has seen.
     placements: placements::Placements,
+    specialist_placements: placements::Placements,
+    /// This process among the deployment's replicas (policy.rs).
+    replica_id: String,
 }
 
 impl RedisStore {
@@ -122,7 +130,7 @@ impl RedisStore {
         Self::connect_with_clock(config, policy, None)
     }
 
-    /// `clock`: None reads Redis `TIME`; Some pins every script to this clock (tests comparing
+    /// `clock`: None reads Redis `TIME`; Some pins every call to this clock (tests comparing
     /// stores step by step).
     pub fn connect_with_clock(
         config: &RedisStoreConfig,
@@ -136,25 +144,37 @@ impl RedisStore {
             .first_node_client()
             .map_err(|error| StoreError::invalid("redis_url", error.to_string()))?;
         let keys = config.keys();
-        let feeds = FeedHub::start(client, keys.watch_channel());
+        let library = Library::new();
+        let outbox_bound = if config.outbox {
+            config.outbox_bound.max(1)
+        } else {
+            0
+        };
+        let slot_policy = SlotPolicy::new(
+            policy,
+            &library,
+            outbox_bound,
+            &keys.watch_channel(),
+            keys.namespace(),
+        );
+        let feeds = FeedHub::start(client, keys.watch_channel(), policy.weights);
         Ok(Self {
             connections,
-            scripts: Scripts::new(),
-            policy_json: policy_json(
-                policy,
-                config.outbox,
-                config.outbox_bound,
-                &keys.watch_channel(),
-            ),
+            fingerprint: slot_policy.fingerprint.clone(),
+            slot_policy,
+            library,
             keys,
             types: policy.specialist_types.clone(),
             weights: policy.weights,
+            single: !config.cluster,
             clock,
             breaker: CircuitBreaker::new("redis", config.breaker),
             command_timeout: config.command_timeout,
             feeds,
             pending: None,
             placements: placements::Placements::default(),
+            specialist_placements: placements::Placements::default(),
+            replica_id: replica_id(),
         })
     }
 
@@ -174,11 +194,11 @@ impl RedisStore {
         for spec in pending.oldest(100).await? {
             match self.assign_in_redis(&spec, None).await {
                 Ok(_) => {}
-                Err(StoreError::AlreadyExists(message)) => {
-                    warn!(subtask_id = %spec.subtask_id, %message, "pending subtask conflicts with one redis has; redis keeps its own");
+                Err(error @ StoreError::AlreadyExists { .. }) => {
+                    tracing::warn!(subtask_id = %spec.subtask_id, %error, "pending subtask conflicts with one redis has; redis keeps its own");
                 }
-                Err(StoreError::FailedPrecondition(message)) => {
-                    warn!(subtask_id = %spec.subtask_id, %message, "pending subtask refused by redis");
+                Err(StoreError::FailedPrecondition(reason)) => {
+                    tracing::warn!(subtask_id = %spec.subtask_id, %reason, "pending subtask refused by redis");
                 }
                 Err(error) => return Err(error),
             }
@@ -203,246 +223,27 @@ impl RedisStore {
         self.breaker.is_open()
     }
 
-    /// Runs one script in a type's slot and decodes its reply, or maps its error code. When the
-    /// script left notices for dependents in other slots, they are delivered first (notices.rs).
-    async fn call<T: DeserializeOwned>(
-        &self,
-        script: &Script,
-        slot: &str,
-        args: Value,
-    ) -> StoreResult<T> {
-        let value = self.call_value(script, slot, args).await?;
-        if value.get("notify").and_then(Value::as_bool) == Some(true) {
-            self.deliver_notices(slot).await;
-        }
-        serde_json::from_value(value)
-            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))
+    /// The fingerprint of this replica's rules, which every call carries (policy.rs).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
-    /// Runs one script in a type's slot: its JSON reply, or its error code mapped.
-    async fn call_value(&self, script: &Script, slot: &str, args: Value) -> StoreResult<Value> {
-        let now = self
-            .clock
-            .as_ref()
-            .map_or_else(String::new, |clock| clock.now_ms().to_string());
-        let args = args.to_string();
-        let meta = self.keys.type_meta(slot);
-        let invoke = |command: &str, script_ref: &str| {
-            let mut invocation = redis::cmd(command);
-            invocation
-                .arg(script_ref)
-                .arg(1)
-                .arg(&meta)
-                .arg(&self.policy_json)
-                .arg(&now)
-                .arg(&args)
-                .arg(slot);
-            invocation
-        };
-        let reply: String = self
-            .roundtrip(
-                &invoke("EVALSHA", &script.hash),
-                Some(&invoke("EVAL", &script.source)),
-            )
-            .await?;
-        let value: Value = serde_json::from_str(&reply)
-            .map_err(|error| StoreError::Internal(format!("script reply: {error}")))?;
-        if let Some(code) = value.get("err").and_then(Value::as_i64) {
-            let message = value.get("msg").and_then(Value::as_str).unwrap_or_default();
-            return Err(script_error(code, message));
-        }
-        Ok(value)
+    /// The library this replica calls (its functions are `<name>_<function>`).
+    pub fn library(&self) -> &Library {
+        &self.library
     }
 
-    /// One plain command (the directory, a single-key read), guarded like the scripts.
-    async fn query<T: redis::FromRedisValue>(&self, command: &redis::Cmd) -> StoreResult<T> {
-        self.roundtrip(command, None).await
-    }
-
-    /// Sends a command on a pooled connection under the circuit breaker and the command timeout;
-    /// on NOSCRIPT sends `on_noscript` instead (EVAL: loads and runs the script in one step).
-    async fn roundtrip<T: redis::FromRedisValue>(
-        &self,
-        command: &redis::Cmd,
-        on_noscript: Option<&redis::Cmd>,
-    ) -> StoreResult<T> {
-        self.breaker.check().map_err(StoreError::Unavailable)?;
-        let invocation = async {
-            let mut lease = match self.connections.get().await {
-                Ok(lease) => lease,
-                Err(message) => {
-                    // Redis is unreachable: the other slots' connections are dead too.
-                    self.connections.reset().await;
-                    return Err(message);
-                }
-            };
-            let first: redis::RedisResult<T> = command.query_async(&mut lease.connection).await;
-            let result = match (first, on_noscript) {
-                (Err(error), Some(fallback)) if error.code() == Some("NOSCRIPT") => {
-                    fallback.query_async(&mut lease.connection).await
-                }
-                (other, _) => other,
-            };
-            // A script's own failure comes back as ERR; anything else (connection, LOADING,
-            // READONLY, BUSY, MASTERDOWN, ...) means Redis cannot serve right now.
-            match result {
-                Ok(reply) => Ok(reply),
-                Err(error) if error.code() == Some("ERR") => Err(format!("script: {error}")),
-                Err(error) => {
-                    // The connection failed, or Redis cannot serve (LOADING, READONLY after a
-                    // failover, ...): start again from fresh, checked connections.
-                    self.connections.reset().await;
-                    Err(error.to_string())
-                }
-            }
-        };
-        match tokio::time::timeout(self.command_timeout, invocation).await {
-            Ok(Ok(reply)) => {
-                self.breaker.record_success();
-                Ok(reply)
-            }
-            Ok(Err(message)) if message.starts_with("script: ") => {
-                self.breaker.record_success();
-                warn!(%message, "redis script failed");
-                Err(StoreError::Internal(message))
-            }
-            Ok(Err(message)) => {
-                self.breaker.record_failure();
-                Err(StoreError::Unavailable(format!(
-                    "redis unavailable: {message}"
-                )))
-            }
-            Err(_) => {
-                self.breaker.record_failure();
-                self.connections.reset().await;
-                Err(StoreError::Unavailable(format!(
-                    "redis unavailable: no reply within {} ms",
-                    self.command_timeout.as_millis()
-                )))
-            }
-        }
+    fn view(&self, value: &redis::Value) -> StoreResult<AssignmentView> {
+        replies::view(value, &self.weights)
     }
 }
 
-/// The one mapping of script error codes (see lua/includes/lib.lua) to store errors.
-fn script_error(code: i64, message: &str) -> StoreError {
-    let id_of = |kind: &str| {
-        message
-            .strip_prefix(kind)
-            .and_then(|rest| rest.strip_suffix(" not found"))
-            .unwrap_or(message)
-            .to_string()
-    };
-    match code {
-        1 => StoreError::specialist_not_found(&id_of("specialist ")),
-        2 => StoreError::subtask_not_found(&id_of("subtask ")),
-        3 => StoreError::FailedPrecondition(message.to_string()),
-        4 => StoreError::AlreadyExists(message.to_string()),
-        5 => StoreError::ResourceExhausted(message.to_string()),
-        6 => match message.split_once(": ") {
-            Some((field, text)) => StoreError::invalid(field, text),
-            None => StoreError::invalid("request", message),
-        },
-        _ => StoreError::Internal(format!("script error {code}: {message}")),
-    }
-}
-
-#[derive(Deserialize)]
-struct SpecialistReply {
-    specialist: SpecialistWire,
-}
-
-#[derive(Deserialize)]
-struct ViewReply {
-    view: ViewWire,
-}
-
-#[derive(Deserialize)]
-struct HeldReply {
-    #[serde(deserialize_with = "lenient_list")]
-    held: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct ListReply {
-    #[serde(deserialize_with = "lenient_list")]
-    items: Vec<SpecialistWire>,
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct AssignmentReply {
-    view: ViewWire,
-    spec: String,
-    created_at_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct PositionReply {
-    routed_type: String,
-    position: u64,
-    depth: u64,
-}
-
-#[derive(Deserialize)]
-struct QueueEntryWire {
-    subtask_id: String,
-    position: u64,
-    priority: i32,
-    attempt: u32,
-    #[serde(deserialize_with = "lenient_list")]
-    required_capabilities: Vec<String>,
-    enqueued_at_ms: i64,
-}
-
-#[derive(Deserialize)]
-struct QueueReply {
-    #[serde(deserialize_with = "lenient_list")]
-    entries: Vec<QueueEntryWire>,
-    depth: u64,
-    next_page_token: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct TypeStatsWire {
-    specialist_type: String,
-    depth: u64,
-    oldest_wait_ms: i64,
-    specialists: AvailabilityCounts,
-    active_assignments: u64,
-    blocked: u64,
-    free_capacity: u64,
-}
-
-#[derive(Deserialize)]
-struct StatsReply {
-    #[serde(deserialize_with = "lenient_list")]
-    types: Vec<TypeStatsWire>,
-}
-
-#[derive(Deserialize)]
-struct PerformanceReply {
-    completed: u64,
-    succeeded: u64,
-    quality_sum: String,
-    time_sum: String,
-    recent: String,
-}
-
-#[derive(Deserialize)]
-struct ExpiryReply {
-    #[serde(deserialize_with = "lenient_list")]
-    expired: Vec<String>,
-    requeued: usize,
-    failed: usize,
-    more: bool,
-}
-
-#[derive(Deserialize)]
-struct InFlightReply {
-    #[serde(deserialize_with = "lenient_list")]
-    events: Vec<EventWire>,
-    epoch: u64,
+fn replica_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_nanos())
+        .unwrap_or_default();
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 #[async_trait]
@@ -460,42 +261,54 @@ impl Store for RedisStore {
         specialist_id: &str,
         availability: Option<Availability>,
     ) -> StoreResult<Specialist> {
-        let slot = self.specialist_slot(specialist_id).await?;
-        let reply: SpecialistReply = self
-            .call(
-                &self.scripts.heartbeat,
-                &slot,
-                json!({
-                    "specialist_id": specialist_id,
-                    "availability": availability.map(availability_str),
-                }),
+        let args = Args::new()
+            .text(specialist_id)
+            .text(availability.map_or("", Availability::as_str));
+        let about = About {
+            specialist: specialist_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::Heartbeat,
+                Target::Specialist(specialist_id),
+                &args,
+                about,
             )
             .await?;
-        reply.specialist.into_domain()
+        replies::specialist(reply.get(0)?)
     }
 
     async fn deregister(&self, specialist_id: &str) -> StoreResult<Vec<String>> {
-        let slot = self.specialist_slot(specialist_id).await?;
-        let reply: HeldReply = self
-            .call(
-                &self.scripts.deregister,
-                &slot,
-                json!({ "specialist_id": specialist_id }),
+        let about = About {
+            specialist: specialist_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::Deregister,
+                Target::Specialist(specialist_id),
+                &Args::new().text(specialist_id),
+                about,
             )
             .await?;
-        Ok(reply.held)
+        items(reply.get(0)?)?.iter().map(text).collect()
     }
 
     async fn get_specialist(&self, specialist_id: &str) -> StoreResult<Specialist> {
-        let slot = self.specialist_slot(specialist_id).await?;
-        let reply: SpecialistReply = self
-            .call(
-                &self.scripts.get_specialist,
-                &slot,
-                json!({ "specialist_id": specialist_id }),
+        let about = About {
+            specialist: specialist_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::GetSpecialist,
+                Target::Specialist(specialist_id),
+                &Args::new().text(specialist_id),
+                about,
             )
             .await?;
-        reply.specialist.into_domain()
+        replies::specialist(reply.get(0)?)
     }
 
     async fn list_specialists(
@@ -508,31 +321,34 @@ impl Store for RedisStore {
             Some(specialist_type) => vec![specialist_type],
             None => self.types.iter().map(String::as_str).collect(),
         };
-        let mut items = Vec::new();
+        let args = Args::new()
+            .num(page.size)
+            .text(page.token.as_deref().unwrap_or_default());
+        let mut specialists = Vec::new();
         let mut more = false;
         for slot in slots {
-            let reply: ListReply = self
-                .call(
-                    &self.scripts.list_specialists,
-                    slot,
-                    json!({ "size": page.size, "token": page.token }),
+            let reply = self
+                .fcall(
+                    Function::ListSpecialists,
+                    Target::Slot(slot),
+                    &args,
+                    About::default(),
                 )
                 .await?;
-            more |= reply.next_page_token.is_some();
-            for item in reply.items {
-                items.push(item.into_domain()?);
+            more |= !reply.text(0)?.is_empty();
+            for item in items(reply.get(1)?)? {
+                specialists.push(replies::specialist(item)?);
             }
         }
-        items.sort_by(|a: &Specialist, b: &Specialist| a.specialist_id.cmp(&b.specialist_id));
-        let size = page.size;
-        more |= items.len() > size;
-        items.truncate(size);
-        let next_page_token = match items.last() {
+        specialists.sort_by(|a, b| a.specialist_id.cmp(&b.specialist_id));
+        more |= specialists.len() > page.size;
+        specialists.truncate(page.size);
+        let next_page_token = match specialists.last() {
             Some(last) if more => Some(last.specialist_id.clone()),
             _ => None,
         };
         Ok(Page {
-            items,
+            items: specialists,
             next_page_token,
         })
     }
@@ -546,7 +362,7 @@ impl Store for RedisStore {
         spec: SubtaskSpec,
         learned: Option<LearnedFactors>,
     ) -> StoreResult<AssignmentView> {
-        let learned = learned.map(|factors| wire::learned_json(&factors, &self.weights));
+        let learned = learned.map(|factors| routing::learned_text(&factors, &self.weights));
         match self.assign_in_redis(&spec, learned.as_deref()).await {
             Err(StoreError::Unavailable(redis_down)) => {
                 let Some(pending) = &self.pending else {
@@ -568,27 +384,38 @@ impl Store for RedisStore {
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {
-        let result: StoreResult<AssignmentReply> = self
-            .call_for_subtask(
-                &self.scripts.get_assignment,
-                subtask_id,
-                json!({ "subtask_id": subtask_id }),
+        let about = About {
+            subtask: subtask_id,
+            ..About::default()
+        };
+        let result = self
+            .fcall_by_id(
+                Function::GetAssignment,
+                Target::Subtask(subtask_id),
+                &Args::new().text(subtask_id),
+                about,
             )
             .await;
         match result {
-            Ok(reply) => Ok((
-                reply.view.into_domain()?,
-                Subtask {
-                    spec: spec_from_json(&reply.spec)?,
-                    created_at_ms: reply.created_at_ms,
-                },
-            )),
+            Ok(reply) => {
+                let view = self.view(reply.get(0)?)?;
+                let spec = codec::decode_spec(replies::bytes(reply.get(1)?)?)?;
+                let subtask = Subtask {
+                    spec,
+                    created_at_ms: view.created_at_ms,
+                };
+                Ok((view, subtask))
+            }
             Err(error @ (StoreError::Unavailable(_) | StoreError::NotFound { .. })) => {
                 let Some(pending) = &self.pending else {
                     return Err(error);
                 };
-                match pending.get(subtask_id).await {
-                    Ok(Some(found)) => Ok(found),
+                if let Ok(Some(found)) = pending.get(subtask_id).await {
+                    return Ok(found);
+                }
+                // Finished and forgotten by Redis after the retention: Postgres has it.
+                match pending.finished(subtask_id).await {
+                    Ok(Some(found)) if matches!(error, StoreError::NotFound { .. }) => Ok(found),
                     _ => Err(error),
                 }
             }
@@ -597,90 +424,123 @@ impl Store for RedisStore {
     }
 
     async fn release(&self, request: ReleaseRequest) -> StoreResult<AssignmentView> {
-        let reply: ViewReply = self
-            .call_for_subtask(
-                &self.scripts.release,
-                &request.subtask_id,
-                json!({
-                    "subtask_id": request.subtask_id,
-                    "specialist_id": request.specialist_id,
-                    "epoch": request.epoch,
-                    "reason": request.reason,
-                }),
+        let args = Args::new()
+            .text(&request.subtask_id)
+            .text(&request.specialist_id)
+            .num(request.epoch)
+            .text(&request.reason);
+        let about = About {
+            subtask: &request.subtask_id,
+            specialist: &request.specialist_id,
+            epoch: request.epoch,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::Release,
+                Target::Subtask(&request.subtask_id),
+                &args,
+                about,
             )
             .await?;
-        reply.view.into_domain()
+        self.view(reply.get(0)?)
     }
 
     async fn cancel(&self, subtask_id: &str, reason: &str) -> StoreResult<AssignmentView> {
-        let reply: ViewReply = self
-            .call_for_subtask(
-                &self.scripts.cancel,
-                subtask_id,
-                json!({ "subtask_id": subtask_id, "reason": reason }),
+        let about = About {
+            subtask: subtask_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::Cancel,
+                Target::Subtask(subtask_id),
+                &Args::new().text(subtask_id).text(reason),
+                about,
             )
             .await?;
-        reply.view.into_domain()
+        self.view(reply.get(0)?)
     }
 
     async fn report_completion(&self, report: CompletionReport) -> StoreResult<AssignmentView> {
-        let reply: ViewReply = self
-            .call_for_subtask(
-                &self.scripts.complete,
-                &report.subtask_id,
-                json!({
-                    "subtask_id": report.subtask_id,
-                    "specialist_id": report.specialist_id,
-                    "epoch": report.epoch,
-                    "success": report.success,
-                    "completion_time_ms": report.completion_time_ms,
-                    "quality_score": report.quality_score,
-                    "detail": report.detail,
-                }),
+        let args = Args::new()
+            .text(&report.subtask_id)
+            .text(&report.specialist_id)
+            .num(report.epoch)
+            .flag(report.success)
+            .num(report.completion_time_ms)
+            .num(report.quality_score)
+            .text(&report.detail);
+        let about = About {
+            subtask: &report.subtask_id,
+            specialist: &report.specialist_id,
+            epoch: report.epoch,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::Complete,
+                Target::Subtask(&report.subtask_id),
+                &args,
+                about,
             )
             .await?;
-        reply.view.into_domain()
+        self.view(reply.get(0)?)
     }
 
     async fn queue_position(&self, subtask_id: &str) -> StoreResult<QueuePosition> {
-        let reply: PositionReply = self
-            .call_for_subtask(
-                &self.scripts.queue_position,
-                subtask_id,
-                json!({ "subtask_id": subtask_id }),
+        let about = About {
+            subtask: subtask_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::QueuePosition,
+                Target::Subtask(subtask_id),
+                &Args::new().text(subtask_id),
+                about,
             )
             .await?;
         Ok(QueuePosition {
             subtask_id: subtask_id.to_string(),
-            routed_type: reply.routed_type,
-            position: reply.position,
-            depth: reply.depth,
+            routed_type: reply.text(0)?,
+            position: reply.int(1)? as u64,
+            depth: reply.int(2)? as u64,
         })
     }
 
     async fn list_queue(&self, specialist_type: &str, page: PageRequest) -> StoreResult<QueuePage> {
-        let reply: QueueReply = self
-            .call(
-                &self.scripts.list_queue,
-                specialist_type,
-                json!({ "size": page.size, "token": page.token }),
+        let args = Args::new()
+            .num(page.size)
+            .text(page.token.as_deref().unwrap_or_default());
+        let reply = self
+            .fcall(
+                Function::ListQueue,
+                Target::Slot(specialist_type),
+                &args,
+                About::default(),
             )
             .await?;
+        let mut entries = Vec::new();
+        for entry in items(reply.get(2)?)? {
+            let fields = items(entry)?;
+            if fields.len() != 6 {
+                return Err(replies::malformed("queue entry"));
+            }
+            entries.push(QueuedEntry {
+                subtask_id: text(&fields[0])?,
+                position: int(&fields[1])? as u64,
+                priority: int(&fields[2])? as i32,
+                attempt: int(&fields[3])? as u32,
+                required_capabilities: replies::list(&fields[4])?,
+                enqueued_at_ms: int(&fields[5])?,
+            });
+        }
+        let token = reply.text(1)?;
         Ok(QueuePage {
-            entries: reply
-                .entries
-                .into_iter()
-                .map(|entry| QueuedEntry {
-                    subtask_id: entry.subtask_id,
-                    position: entry.position,
-                    priority: entry.priority,
-                    attempt: entry.attempt,
-                    required_capabilities: entry.required_capabilities,
-                    enqueued_at_ms: entry.enqueued_at_ms,
-                })
-                .collect(),
-            depth: reply.depth,
-            next_page_token: reply.next_page_token,
+            entries,
+            depth: reply.int(0)? as u64,
+            next_page_token: (!token.is_empty()).then_some(token),
         })
     }
 
@@ -690,38 +550,54 @@ impl Store for RedisStore {
             if specialist_type.is_some_and(|wanted| wanted != slot) {
                 continue;
             }
-            let reply: StatsReply = self
-                .call(&self.scripts.queue_stats, slot, json!({}))
+            let reply = self
+                .fcall(
+                    Function::QueueStats,
+                    Target::Slot(slot),
+                    &Args::new(),
+                    About::default(),
+                )
                 .await?;
-            all.extend(reply.types.into_iter().map(|stats| TypeStats {
-                specialist_type: stats.specialist_type,
-                depth: stats.depth,
-                oldest_wait_ms: stats.oldest_wait_ms,
-                specialists: stats.specialists,
-                active_assignments: stats.active_assignments,
-                blocked: stats.blocked,
-                free_capacity: stats.free_capacity,
-            }));
+            let count = |index: usize| -> StoreResult<u32> { Ok(reply.int(index)? as u32) };
+            all.push(TypeStats {
+                specialist_type: slot.clone(),
+                depth: reply.int(0)? as u64,
+                oldest_wait_ms: reply.int(1)?,
+                specialists: AvailabilityCounts {
+                    online: count(2)?,
+                    idle: count(3)?,
+                    busy: count(4)?,
+                    away: count(5)?,
+                    offline: count(6)?,
+                },
+                active_assignments: reply.int(7)? as u64,
+                blocked: reply.int(8)? as u64,
+                free_capacity: reply.int(9)? as u64,
+            });
         }
         Ok(all)
     }
 
     async fn performance(&self, specialist_id: &str) -> StoreResult<PerformanceSummary> {
-        let slot = self.specialist_slot(specialist_id).await?;
-        let reply: PerformanceReply = self
-            .call(
-                &self.scripts.performance,
-                &slot,
-                json!({ "specialist_id": specialist_id }),
+        let about = About {
+            specialist: specialist_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::Performance,
+                Target::Specialist(specialist_id),
+                &Args::new().text(specialist_id),
+                about,
             )
             .await?;
         let record = PerformanceRecord {
-            completed: reply.completed,
-            succeeded: reply.succeeded,
-            quality_sum: wire::float(&reply.quality_sum)?,
-            completion_time_ms_sum: wire::float(&reply.time_sum)?,
+            completed: reply.int(0)? as u64,
+            succeeded: reply.int(1)? as u64,
+            quality_sum: replies::float(reply.get(2)?)?,
+            completion_time_ms_sum: replies::float(reply.get(3)?)?,
             recent: reply
-                .recent
+                .text(4)?
                 .chars()
                 .map(|outcome| outcome == '1')
                 .collect::<VecDeque<bool>>(),
@@ -729,18 +605,31 @@ impl Store for RedisStore {
         Ok(record.summary())
     }
 
-    /// Every type's slot in turn; then the dependency notices a replica may have left there.
+    /// Every type's slot in turn: lapsed leases, the finished subtasks to retire, then the
+    /// dependency notices a replica may have left there.
     async fn expire_leases(&self) -> StoreResult<ExpirySummary> {
         let mut summary = ExpirySummary::default();
         for slot in &self.types {
             loop {
-                let reply: ExpiryReply = self
-                    .call(&self.scripts.expire, slot, json!({ "limit": EXPIRY_BATCH }))
+                let reply = self
+                    .fcall(
+                        Function::Expire,
+                        Target::Slot(slot),
+                        &Args::new().num(EXPIRY_BATCH).num(RETIRE_BATCH),
+                        About::default(),
+                    )
                     .await?;
-                summary.expired_specialists.extend(reply.expired);
-                summary.requeued_subtasks += reply.requeued;
-                summary.failed_subtasks += reply.failed;
-                if !reply.more {
+                for id in items(reply.get(0)?)? {
+                    summary.expired_specialists.push(text(id)?);
+                }
+                summary.requeued_subtasks += reply.int(1)? as usize;
+                summary.failed_subtasks += reply.int(2)? as usize;
+                let retirable = items(reply.get(4)?)?;
+                if !retirable.is_empty() {
+                    self.retire_finished(slot, retirable).await?;
+                }
+                let more_lapsed = reply.int(3)? == 1;
+                if !more_lapsed && retirable.len() < RETIRE_BATCH * 3 {
                     break;
                 }
             }
@@ -764,22 +653,38 @@ impl Store for RedisStore {
     }
 
     async fn in_flight(&self, specialist_id: &str) -> StoreResult<InFlight> {
-        let slot = self.specialist_slot(specialist_id).await?;
-        let reply: InFlightReply = self
-            .call(
-                &self.scripts.in_flight,
-                &slot,
-                json!({ "specialist_id": specialist_id }),
+        let about = About {
+            specialist: specialist_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::InFlight,
+                Target::Specialist(specialist_id),
+                &Args::new().text(specialist_id),
+                about,
             )
             .await?;
-        let events = reply
-            .events
-            .into_iter()
-            .map(|event| event.into_domain(WatchEventKind::Assigned))
-            .collect::<StoreResult<Vec<WatchEvent>>>()?;
+        let mut events = Vec::new();
+        for event in items(reply.get(1)?)? {
+            let parts = nested(event)?;
+            if parts.len() != 2 {
+                return Err(replies::malformed("in-flight event"));
+            }
+            let assignment = self.view(&parts[0])?;
+            let spec = codec::decode_spec(replies::bytes(&parts[1])?)?;
+            events.push(WatchEvent {
+                kind: WatchEventKind::Assigned,
+                subtask: Subtask {
+                    spec,
+                    created_at_ms: assignment.created_at_ms,
+                },
+                assignment,
+            });
+        }
         Ok(InFlight {
             events,
-            epoch: reply.epoch,
+            epoch: reply.int(0)? as u64,
         })
     }
 }

@@ -1,17 +1,18 @@
-//! Dependents in other slots. A script that finishes a subtask settles its dependents in its own
-//! slot and appends `[type, dependent, dependency, state]` for each one elsewhere to its slot's
-//! `notify` list; the store then delivers each entry (settle.lua in the dependent's slot, which
-//! may leave notices of its own) and removes it. Delivering twice does nothing more, so a replica
-//! that dies between the two steps loses nothing: the lease sweeper delivers what is left.
+//! Dependents in other slots. A function that finishes a subtask settles its dependents in its own
+//! slot and appends "<type> <dependent> <dependency> <state>" for each one elsewhere to its slot's
+//! `notify` list; the store then delivers each entry (`settle` in the dependent's slot, which may
+//! leave notices of its own) and removes it. Delivering twice does nothing more, so a replica that
+//! dies between the two steps loses nothing: the lease sweeper delivers what is left.
 
 use std::collections::VecDeque;
 
-use serde_json::json;
 use tracing::{error, warn};
 
 use crate::store::{StoreError, StoreResult};
 
+use super::call::{About, Args, Target};
 use super::directory::command;
+use super::library::Function;
 use super::RedisStore;
 
 /// Notices read per round trip.
@@ -23,6 +24,13 @@ impl RedisStore {
     pub(super) async fn deliver_notices(&self, slot: &str) {
         if let Err(failure) = self.try_deliver_notices(slot).await {
             warn!(%failure, slot, "dependency notices left for the next sweep");
+        }
+    }
+
+    /// After a call by id on one Redis (the store does not know its slot): every type's notices.
+    pub(super) async fn deliver_all_notices(&self) {
+        for slot in &self.types {
+            self.deliver_notices(slot).await;
         }
     }
 
@@ -39,37 +47,31 @@ impl RedisStore {
                     break;
                 }
                 for entry in entries {
-                    match serde_json::from_str::<(String, String, String, String)>(&entry) {
-                        Ok((target, dependent, dependency, state)) => {
-                            let reply = self
-                                .call_value(
-                                    &self.scripts.settle,
-                                    &target,
-                                    json!({
-                                        "dependent": dependent,
-                                        "dependency": dependency,
-                                        "state": state,
-                                    }),
-                                )
-                                .await;
-                            match reply {
-                                Ok(value) => {
-                                    let more = value.get("notify").and_then(|v| v.as_bool());
-                                    if more == Some(true) && !slots.contains(&target) {
-                                        slots.push_back(target);
-                                    }
-                                }
-                                Err(StoreError::Unavailable(message)) => {
-                                    return Err(StoreError::Unavailable(message));
-                                }
-                                Err(failure) => {
-                                    error!(%failure, %entry, "dependency notice refused; dropped");
+                    let parts: Vec<&str> = entry.split(' ').collect();
+                    if let [target, dependent, dependency, state] = parts[..] {
+                        let reply = self
+                            .fcall_raw(
+                                Function::Settle,
+                                Target::Slot(target),
+                                &Args::new().text(dependent).text(dependency).text(state),
+                                About::default(),
+                            )
+                            .await;
+                        match reply {
+                            Ok(reply) => {
+                                if reply.notices && !slots.iter().any(|known| known == target) {
+                                    slots.push_back(target.to_string());
                                 }
                             }
+                            Err(StoreError::Unavailable(message)) => {
+                                return Err(StoreError::Unavailable(message));
+                            }
+                            Err(failure) => {
+                                error!(%failure, %entry, "dependency notice refused; dropped");
+                            }
                         }
-                        Err(failure) => {
-                            error!(%failure, %entry, "dependency notice unreadable; dropped");
-                        }
+                    } else {
+                        error!(%entry, "dependency notice unreadable; dropped");
                     }
                     let _: i64 = self.query(&command(&["LREM", &list, "1", &entry])).await?;
                 }

@@ -1,144 +1,164 @@
-//! Outbox entries (what the scripts append to the `outbox` stream) as domain history events.
+//! Outbox entries (what the functions append to a type's `outbox` stream, as flat fields) as
+//! domain history events. `k` names the kind:
+//! - `c` a subtask created, with the state the step left it in: id, st, att, hold, ep, bd, det, cr
+//!   and spec (the subtask as submitted);
+//! - `s` a subtask changed: id, st, att, hold, ep, bd, det;
+//! - `f` a subtask finished by a completion report: the fields of `s`, and the report's ok, ms
+//!   and q (its specialist and epoch are the holder's); two history events share its id;
+//! - `R` a registration: sp, caps, max, lab, av; `A` an availability: sp, av; `D` a
+//!   deregistration: sp.
 
-use serde::Deserialize;
+use std::collections::HashMap;
+
+use redis::Value;
 
 use crate::domain::history::{Change, HistoryEvent};
+use crate::domain::policy::ScoringWeights;
+use crate::domain::scoring::ScoreBreakdown;
 use crate::domain::subtask::Subtask;
 use crate::store::{StoreError, StoreResult};
 
-use super::wire::{
-    availability_from, float, lenient_list, spec_from_json, state_from, BreakdownWire,
-};
+use super::codec::decode_spec;
+use super::replies::{availability, breakdown, bytes, int, list, state, text};
 
-#[derive(Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum OutboxWire {
-    SpecialistRegistered {
-        specialist_id: String,
-        specialist_type: String,
-        #[serde(deserialize_with = "lenient_list")]
-        capabilities: Vec<String>,
-        max_concurrency: u32,
-        labels: String,
-        availability: String,
-    },
-    SpecialistAvailability {
-        specialist_id: String,
-        availability: String,
-    },
-    SpecialistDeregistered {
-        specialist_id: String,
-    },
-    SubtaskCreated {
-        spec: String,
-        created_at_ms: i64,
-        routed_type: String,
-        state: String,
-    },
-    SubtaskChanged {
-        subtask_id: String,
-        state: String,
-        attempt: u32,
-        epoch: u64,
-        detail: String,
-        specialist_id: Option<String>,
-        breakdown: Option<Box<BreakdownWire>>,
-    },
-    CompletionReported {
-        subtask_id: String,
-        specialist_id: String,
-        epoch: u64,
-        success: bool,
-        completion_time_ms: u64,
-        quality_score: String,
-    },
+/// An entry's fields by name.
+pub struct Fields<'a> {
+    map: &'a HashMap<String, Value>,
+    stream_id: &'a str,
 }
 
-/// Decodes one stream entry (`stream_id`, its `e` field) of the type `label`'s stream into a
-/// history event with the id `<label>/<stream id>` (see postgres/event_id.rs).
-pub fn decode(label: &str, stream_id: &str, body: &str) -> StoreResult<HistoryEvent> {
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a HashMap<String, Value>, stream_id: &'a str) -> Self {
+        Self { map, stream_id }
+    }
+
+    fn value(&self, name: &str) -> StoreResult<&'a Value> {
+        self.map.get(name).ok_or_else(|| {
+            StoreError::Internal(format!("outbox entry {}: no field {name}", self.stream_id))
+        })
+    }
+
+    fn text(&self, name: &str) -> StoreResult<String> {
+        text(self.value(name)?)
+    }
+
+    fn int(&self, name: &str) -> StoreResult<i64> {
+        int(self.value(name)?)
+    }
+
+    /// Holder, epoch and breakdown: the holder when one is named, its breakdown when it has one.
+    fn holder(
+        &self,
+        weights: &ScoringWeights,
+    ) -> StoreResult<(Option<String>, u64, Option<ScoreBreakdown>)> {
+        let holder = self.text("hold")?;
+        let epoch = self.int("ep")? as u64;
+        if holder.is_empty() {
+            return Ok((None, epoch, None));
+        }
+        let inputs = self.text("bd")?;
+        let scored = if inputs.is_empty() {
+            None
+        } else {
+            Some(breakdown(&inputs, weights)?)
+        };
+        Ok((Some(holder), epoch, scored))
+    }
+}
+
+/// A subtask change (`s`, and the change part of `f`).
+fn changed(fields: &Fields<'_>, weights: &ScoringWeights) -> StoreResult<Change> {
+    let (specialist_id, epoch, breakdown) = fields.holder(weights)?;
+    Ok(Change::SubtaskChanged {
+        subtask_id: fields.text("id")?,
+        state: state(&fields.text("st")?)?,
+        attempt: fields.int("att")? as u32,
+        specialist_id,
+        epoch,
+        breakdown,
+        detail: fields.text("det")?,
+    })
+}
+
+/// Decodes one stream entry of the type `label`'s stream into its history events (one, or two for
+/// `f`), each with the id `<label>/<stream id>` (see postgres/event_id.rs; a subtask change and a
+/// report go to different tables, so they may share it). `weights`: the policy's (the deployment's
+/// replicas share one; see policy.rs), for breakdowns.
+pub fn decode(
+    label: &str,
+    stream_id: &str,
+    fields: &Fields<'_>,
+    weights: &ScoringWeights,
+) -> StoreResult<Vec<HistoryEvent>> {
     let at_ms = stream_id
         .split_once('-')
         .and_then(|(millis, _)| millis.parse().ok())
         .ok_or_else(|| StoreError::Internal(format!("outbox id {stream_id:?}")))?;
-    let wire: OutboxWire = serde_json::from_str(body)
-        .map_err(|error| StoreError::Internal(format!("outbox entry {stream_id}: {error}")))?;
-    let change = match wire {
-        OutboxWire::SpecialistRegistered {
-            specialist_id,
-            specialist_type,
-            capabilities,
-            max_concurrency,
-            labels,
-            availability,
-        } => Change::SpecialistRegistered {
-            specialist_id,
-            specialist_type,
-            capabilities,
-            max_concurrency,
-            labels: serde_json::from_str(&labels)
-                .map_err(|error| StoreError::Internal(format!("outbox labels: {error}")))?,
-            availability: availability_from(&availability)?,
-        },
-        OutboxWire::SpecialistAvailability {
-            specialist_id,
-            availability,
-        } => Change::SpecialistAvailability {
-            specialist_id,
-            availability: availability_from(&availability)?,
-        },
-        OutboxWire::SpecialistDeregistered { specialist_id } => {
-            Change::SpecialistDeregistered { specialist_id }
-        }
-        OutboxWire::SubtaskCreated {
-            spec,
-            created_at_ms,
-            routed_type,
-            state,
-        } => Change::SubtaskCreated {
-            subtask: Subtask {
-                spec: spec_from_json(&spec)?,
-                created_at_ms,
-            },
-            routed_type,
-            state: state_from(&state)?,
-        },
-        OutboxWire::SubtaskChanged {
-            subtask_id,
-            state,
-            attempt,
-            epoch,
-            detail,
-            specialist_id,
-            breakdown,
-        } => Change::SubtaskChanged {
-            subtask_id,
-            state: state_from(&state)?,
-            attempt,
-            specialist_id,
-            epoch,
-            breakdown: breakdown.map(|wire| wire.into_domain()).transpose()?,
-            detail,
-        },
-        OutboxWire::CompletionReported {
-            subtask_id,
-            specialist_id,
-            epoch,
-            success,
-            completion_time_ms,
-            quality_score,
-        } => Change::CompletionReported {
-            subtask_id,
-            specialist_id,
-            epoch,
-            success,
-            completion_time_ms,
-            quality_score: float(&quality_score)?,
-        },
-    };
-    Ok(HistoryEvent {
+    let event = |change| HistoryEvent {
         event_id: format!("{label}/{stream_id}"),
         at_ms,
         change,
-    })
+    };
+    let change = match fields.text("k")?.as_str() {
+        "f" => {
+            let report = Change::CompletionReported {
+                subtask_id: fields.text("id")?,
+                specialist_id: fields.text("hold")?,
+                epoch: fields.int("ep")? as u64,
+                success: fields.text("ok")? == "1",
+                completion_time_ms: fields.int("ms")? as u64,
+                quality_score: fields
+                    .text("q")?
+                    .parse()
+                    .map_err(|_| StoreError::Internal(format!("outbox entry {stream_id}: q")))?,
+            };
+            return Ok(vec![event(changed(fields, weights)?), event(report)]);
+        }
+        "c" => {
+            let (specialist_id, epoch, breakdown) = fields.holder(weights)?;
+            Change::SubtaskCreated {
+                subtask: Subtask {
+                    spec: decode_spec(bytes(fields.value("spec")?)?)?,
+                    created_at_ms: fields.int("cr")?,
+                },
+                routed_type: label.to_string(),
+                state: state(&fields.text("st")?)?,
+                attempt: fields.int("att")? as u32,
+                specialist_id,
+                epoch,
+                breakdown,
+                detail: fields.text("det")?,
+            }
+        }
+        "s" => changed(fields, weights)?,
+        "R" => {
+            let labels_text = fields.text("lab")?;
+            Change::SpecialistRegistered {
+                specialist_id: fields.text("sp")?,
+                specialist_type: label.to_string(),
+                capabilities: list(fields.value("caps")?)?,
+                max_concurrency: fields.int("max")? as u32,
+                labels: if labels_text.is_empty() {
+                    Default::default()
+                } else {
+                    serde_json::from_str(&labels_text)
+                        .map_err(|error| StoreError::Internal(format!("outbox labels: {error}")))?
+                },
+                availability: availability(&fields.text("av")?)?,
+            }
+        }
+        "A" => Change::SpecialistAvailability {
+            specialist_id: fields.text("sp")?,
+            availability: availability(&fields.text("av")?)?,
+        },
+        "D" => Change::SpecialistDeregistered {
+            specialist_id: fields.text("sp")?,
+        },
+        other => {
+            return Err(StoreError::Internal(format!(
+                "outbox entry {stream_id}: unknown kind {other:?}"
+            )))
+        }
+    };
+    Ok(vec![event(change)])
 }

@@ -1,10 +1,10 @@
-//! Subtasks accepted while Redis is unreachable: kept durably in Postgres (`pending_subtasks`) and
-//! moved into Redis, oldest first, once it answers again. Until then they read as QUEUED without a
-//! queue position (there is no queue to rank them in yet).
+//! The production store's reads and writes of Postgres on the request path. Subtasks accepted
+//! while Redis is unreachable are kept durably (`pending_subtasks`) and moved into Redis, oldest
+//! first, once it answers again; until then they read as QUEUED without a queue position (there is
+//! no queue to rank them in yet). A finished subtask Redis forgot (its retention passed) is read
+//! from the history.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio_postgres::Row;
 
 use crate::domain::subtask::{AssignmentView, Subtask, SubtaskSpec, SubtaskState};
 use crate::store::breaker::{BreakerConfig, CircuitBreaker};
@@ -24,19 +24,6 @@ fn millis(at: SystemTime) -> i64 {
     at.duration_since(UNIX_EPOCH)
         .map(|elapsed| elapsed.as_millis() as i64)
         .unwrap_or_default()
-}
-
-fn spec_of(row: &Row) -> SubtaskSpec {
-    SubtaskSpec {
-        subtask_id: row.get("subtask_id"),
-        specialist_type: row.get("specialist_type"),
-        required_capabilities: row.get("required_capabilities"),
-        priority: row.get("priority"),
-        parent_id: row.get("parent_id"),
-        depends_on: row.get("depends_on"),
-        payload: row.get("payload"),
-        require_all_capabilities: row.get("require_all_capabilities"),
-    }
 }
 
 pub fn pending_view(spec: &SubtaskSpec, accepted_at_ms: i64) -> AssignmentView {
@@ -124,11 +111,8 @@ impl PendingStore {
                     .map_err(|error| error.to_string())
             })
             .await?;
-        if spec_of(&row) != *spec {
-            return Err(StoreError::AlreadyExists(format!(
-                "subtask {} exists with different content",
-                spec.subtask_id
-            )));
+        if crate::store::postgres::spec_of_row(&row) != *spec {
+            return Err(StoreError::already_exists(&spec.subtask_id));
         }
         metrics::counter!(crate::metrics::PENDING_ACCEPTED).increment(1);
         Ok(pending_view(spec, millis(row.get("accepted_at"))))
@@ -148,7 +132,7 @@ impl PendingStore {
             })
             .await?;
         Ok(row.map(|row| {
-            let spec = spec_of(&row);
+            let spec = crate::store::postgres::spec_of_row(&row);
             let accepted_at_ms = millis(row.get("accepted_at"));
             (
                 pending_view(&spec, accepted_at_ms),
@@ -158,6 +142,20 @@ impl PendingStore {
                 },
             )
         }))
+    }
+
+    /// A finished subtask Redis no longer keeps (its retention passed), from the history.
+    pub async fn finished(
+        &self,
+        subtask_id: &str,
+    ) -> StoreResult<Option<(AssignmentView, Subtask)>> {
+        self.guarded(async {
+            let client = self.pool.get().await.map_err(|error| error.to_string())?;
+            crate::store::postgres::finished_subtask(&client, subtask_id)
+                .await
+                .map_err(|error| error.to_string())
+        })
+        .await
     }
 
     /// The oldest pending subtasks, at most `limit`.
@@ -174,7 +172,10 @@ impl PendingStore {
                     .map_err(|error| error.to_string())
             })
             .await?;
-        Ok(rows.iter().map(spec_of).collect())
+        Ok(rows
+            .iter()
+            .map(crate::store::postgres::spec_of_row)
+            .collect())
     }
 
     pub async fn remove(&self, subtask_id: &str) -> StoreResult<()> {

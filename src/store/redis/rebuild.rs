@@ -10,18 +10,17 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
-use serde_json::json;
-use tokio_postgres::Row;
 use tracing::info;
 
 use crate::domain::specialist::{Availability, Registration};
-use crate::domain::subtask::SubtaskSpec;
 use crate::store::postgres::PgPool;
 use crate::store::{Store, StoreError, StoreResult};
 
+use super::call::{About, Args, Target};
+use super::codec::encode_spec;
 use super::directory::command;
-use super::wire::{availability_from, spec_json};
+use super::library::Function;
+use super::replies::availability as availability_from;
 use super::RedisStore;
 
 /// How long a replica waits for another one's rebuild.
@@ -35,27 +34,8 @@ pub struct RebuildSummary {
     pub unfinished_subtasks: usize,
 }
 
-#[derive(Deserialize)]
-struct RestoredReply {
-    #[allow(dead_code)]
-    restored: bool,
-}
-
 fn pg_error(error: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(format!("postgres unavailable: {error}"))
-}
-
-fn spec_of(row: &Row) -> SubtaskSpec {
-    SubtaskSpec {
-        subtask_id: row.get("subtask_id"),
-        specialist_type: row.get("specialist_type"),
-        required_capabilities: row.get("required_capabilities"),
-        priority: row.get("priority"),
-        parent_id: row.get("parent_id"),
-        depends_on: row.get("depends_on"),
-        payload: row.get("payload"),
-        require_all_capabilities: row.get("require_all_capabilities"),
-    }
 }
 
 fn millis(at: std::time::SystemTime) -> i64 {
@@ -133,18 +113,19 @@ async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSu
         store
             .bind(&store.keys.specialist_directory(&specialist_id), &slot)
             .await?;
-        let _: RestoredReply = store
-            .call(
-                &store.scripts.restore,
-                &slot,
-                json!({ "performance": {
-                    "specialist_id": specialist_id,
-                    "completed": row.get::<_, i64>("completed"),
-                    "succeeded": row.get::<_, i64>("succeeded"),
-                    "quality_sum": format!("{:?}", row.get::<_, f64>("quality_sum")),
-                    "time_sum": format!("{:?}", row.get::<_, f64>("time_sum")),
-                    "recent": recent,
-                }}),
+        store
+            .fcall(
+                Function::Restore,
+                Target::Slot(&slot),
+                &Args::new()
+                    .text("perf")
+                    .text(&specialist_id)
+                    .num(row.get::<_, i64>("completed"))
+                    .num(row.get::<_, i64>("succeeded"))
+                    .num(row.get::<_, f64>("quality_sum"))
+                    .num(row.get::<_, f64>("time_sum"))
+                    .text(recent),
+                About::default(),
             )
             .await?;
         summary.performance_records += 1;
@@ -190,26 +171,34 @@ async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSu
         .await
         .map_err(pg_error)?;
     for row in &finished_dependencies {
-        let spec = spec_of(row);
+        let spec = crate::store::postgres::spec_of_row(row);
         let created_at: std::time::SystemTime = row.get("created_at");
         let finished_at: Option<std::time::SystemTime> = row.get("finished_at");
         let slot: String = row.get("routed_type");
         store
             .bind(&store.keys.subtask_directory(&spec.subtask_id), &slot)
             .await?;
-        let _: RestoredReply = store
-            .call(
-                &store.scripts.restore,
-                &slot,
-                json!({ "subtask": {
-                    "spec": spec_json(&spec),
-                    "created_at_ms": millis(created_at),
-                    "routed_type": slot,
-                    "state": row.get::<_, String>("state"),
-                    "attempt": row.get::<_, i32>("attempt"),
-                    "detail": row.get::<_, String>("detail"),
-                    "finished_at_ms": finished_at.map(millis),
-                }}),
+        store
+            .fcall(
+                Function::Restore,
+                Target::Slot(&slot),
+                &Args::new()
+                    .text("subtask")
+                    .text(&spec.subtask_id)
+                    .bytes(encode_spec(&spec))
+                    .list(&spec.required_capabilities)
+                    .flag(spec.require_all_capabilities)
+                    .num(spec.priority)
+                    .num(millis(created_at))
+                    .text(&row.get::<_, String>("state"))
+                    .num(row.get::<_, i32>("attempt"))
+                    .text(&row.get::<_, String>("detail"))
+                    .text(
+                        &finished_at
+                            .map(millis)
+                            .map_or_else(String::new, |at| at.to_string()),
+                    ),
+                About::default(),
             )
             .await?;
         summary.finished_dependencies += 1;
@@ -224,7 +213,9 @@ async fn restore(store: &RedisStore, postgres: &PgPool) -> StoreResult<RebuildSu
         .await
         .map_err(pg_error)?;
     for row in &unfinished {
-        store.assign(spec_of(row)).await?;
+        store
+            .assign(crate::store::postgres::spec_of_row(row))
+            .await?;
         summary.unfinished_subtasks += 1;
     }
     Ok(summary)

@@ -3,21 +3,29 @@
 //! type's relays in one consumer group, so each entry goes to one relay. A batch is
 //! applied idempotently (postgres/history.rs), then acknowledged and deleted, so the stream's length
 //! is the backlog not yet in Postgres. While Postgres is down the batch is retried with backoff and
-//! nothing is acknowledged; entries a dead relay had taken are claimed by another after
-//! `claim_idle` (XAUTOCLAIM). An entry that cannot be decoded goes to `outbox:dead` with its reason.
+//! nothing is acknowledged; entries a dead relay (or a read that was cut off) had taken are claimed
+//! after `claim_idle` (XAUTOCLAIM), a few seconds. A batch Postgres refuses for a reason retrying
+//! cannot fix is applied one event at a time; an event that still fails after `poison_attempts`
+//! single tries (or cannot be decoded) goes to the `history_dead_letters` table with its reason and
+//! is acknowledged, so it never blocks the events behind it. Reads block for less than the Redis
+//! client's reply timeout, so an idle stream is not a lost connection.
 
 use std::time::Duration;
 
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
-use redis::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::domain::history::HistoryEvent;
-use crate::store::postgres::{apply_batch, PgPool};
+use crate::domain::policy::ScoringWeights;
+use crate::store::postgres::{apply_batch, dead_letter, PgPool};
 
 use super::connections::{Connection, Endpoint};
 use super::outbox;
+
+/// How long one XREADGROUP waits for entries: well below the Redis client's reply timeout
+/// (500 ms), so an idle stream never looks like a lost connection.
+const READ_BLOCK_MS: u64 = 250;
 
 const GROUP: &str = "history";
 
@@ -30,15 +38,21 @@ pub struct RelayConfig {
     pub batch: usize,
     /// How long an entry may sit unacknowledged with another relay before this one takes it.
     pub claim_idle: Duration,
+    /// Single tries of an event Postgres refuses before it is dead-lettered.
+    pub poison_attempts: u32,
+    /// The policy's weights (breakdowns come as their inputs; see outbox.rs).
+    pub weights: ScoringWeights,
 }
 
 impl RelayConfig {
-    pub fn new(prefix: String, label: String) -> Self {
+    pub fn new(prefix: String, label: String, weights: ScoringWeights) -> Self {
         Self {
             prefix,
             label,
             batch: 500,
-            claim_idle: Duration::from_secs(30),
+            claim_idle: Duration::from_secs(5),
+            poison_attempts: 3,
+            weights,
         }
     }
 }
@@ -174,7 +188,7 @@ impl Relay<'_> {
                     .arg("COUNT")
                     .arg(self.config.batch)
                     .arg("BLOCK")
-                    .arg(500)
+                    .arg(READ_BLOCK_MS)
                     .arg("STREAMS")
                     .arg(self.stream)
                     .arg(">");
@@ -200,25 +214,18 @@ impl Relay<'_> {
         let mut events: Vec<HistoryEvent> = Vec::with_capacity(entries.len());
         let mut ids: Vec<String> = Vec::with_capacity(entries.len());
         for entry in entries {
-            let body = match entry.map.get("e") {
-                Some(Value::BulkString(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-                _ => String::new(),
-            };
-            match outbox::decode(&self.config.label, &entry.id, &body) {
-                Ok(event) => events.push(event),
+            let fields = outbox::Fields::new(&entry.map, &entry.id);
+            match outbox::decode(&self.config.label, &entry.id, &fields, &self.config.weights) {
+                Ok(decoded) => events.extend(decoded),
                 Err(reason) => {
                     error!(entry = %entry.id, %reason, "outbox entry cannot be decoded; dead-lettered");
-                    let _: () = redis::cmd("XADD")
-                        .arg(format!("{}:dead", self.stream))
-                        .arg("*")
-                        .arg("id")
-                        .arg(&entry.id)
-                        .arg("e")
-                        .arg(&body)
-                        .arg("reason")
-                        .arg(reason.to_string())
-                        .query_async(&mut self.connection)
-                        .await?;
+                    self.bury(
+                        &format!("{}/{}", self.config.label, entry.id),
+                        &entry,
+                        &reason.to_string(),
+                        1,
+                    )
+                    .await;
                 }
             }
             ids.push(entry.id);
@@ -249,27 +256,107 @@ impl Relay<'_> {
         Ok(())
     }
 
-    /// Applies the batch, retrying with backoff until Postgres takes it (or the relay stops).
+    /// Applies the batch, retrying with backoff while Postgres is unreachable (or until the relay
+    /// stops). A batch refused for another reason is applied one event at a time, and an event
+    /// refused `poison_attempts` times is dead-lettered.
     async fn write(&self, events: &[HistoryEvent]) {
         let mut backoff = Backoff::default();
         while !self.stop.is_cancelled() {
-            let result = match self.postgres.get().await {
-                Ok(mut client) => apply_batch(&mut client, events)
-                    .await
-                    .map_err(|error| error.to_string()),
-                Err(error) => Err(error.to_string()),
-            };
-            match result {
-                Ok(summary) => {
-                    debug!(?summary, "outbox batch written");
-                    return;
-                }
-                Err(error) => {
+            match self.apply(events).await {
+                Ok(()) => return,
+                Err(Failure::Transient(error)) => {
                     metrics::counter!(crate::metrics::OUTBOX_WRITE_FAILURES).increment(1);
                     warn!(%error, events = events.len(), "history batch not written; retrying");
+                    backoff.wait(self.stop).await;
+                }
+                Err(Failure::Refused(error)) => {
+                    metrics::counter!(crate::metrics::OUTBOX_WRITE_FAILURES).increment(1);
+                    warn!(%error, events = events.len(), "history batch refused; applying its events one by one");
+                    if self.write_one_by_one(events).await {
+                        return;
+                    }
                     backoff.wait(self.stop).await;
                 }
             }
         }
     }
+
+    /// Returns false when Postgres became unreachable meanwhile (the batch is retried whole).
+    async fn write_one_by_one(&self, events: &[HistoryEvent]) -> bool {
+        for event in events {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match self.apply(std::slice::from_ref(event)).await {
+                    Ok(()) => break,
+                    Err(Failure::Transient(_)) => return false,
+                    Err(Failure::Refused(reason)) if attempts >= self.config.poison_attempts => {
+                        error!(event_id = %event.event_id, %reason, attempts, "history event refused for good; dead-lettered");
+                        let fields = format!("{:?}", event.change);
+                        if let Err(error) = dead_letter(
+                            self.postgres,
+                            &event.event_id,
+                            &self.config.label,
+                            &fields,
+                            &reason,
+                            attempts,
+                        )
+                        .await
+                        {
+                            warn!(%error, "dead letter not written; retrying the batch");
+                            return false;
+                        }
+                        metrics::counter!(crate::metrics::OUTBOX_DEAD_LETTERS).increment(1);
+                        break;
+                    }
+                    Err(Failure::Refused(_)) => {
+                        tokio::time::sleep(Duration::from_millis(20 * u64::from(attempts))).await;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    async fn apply(&self, events: &[HistoryEvent]) -> Result<(), Failure> {
+        let mut client = self
+            .postgres
+            .get()
+            .await
+            .map_err(|error| Failure::Transient(error.to_string()))?;
+        match apply_batch(&mut client, events).await {
+            Ok(summary) => {
+                debug!(?summary, "outbox batch written");
+                Ok(())
+            }
+            Err(error) if error.is_transient() => Err(Failure::Transient(error.to_string())),
+            Err(error) => Err(Failure::Refused(error.to_string())),
+        }
+    }
+
+    /// An entry that cannot become a history event goes straight to the dead letters.
+    async fn bury(&self, event_id: &str, entry: &StreamId, reason: &str, attempts: u32) {
+        let fields = format!("{:?}", entry.map);
+        if let Err(error) = dead_letter(
+            self.postgres,
+            event_id,
+            &self.config.label,
+            &fields,
+            reason,
+            attempts,
+        )
+        .await
+        {
+            warn!(%error, %event_id, "dead letter not written; the entry is dropped");
+        }
+        metrics::counter!(crate::metrics::OUTBOX_DEAD_LETTERS).increment(1);
+    }
+}
+
+/// Why Postgres did not take events.
+enum Failure {
+    /// Unreachable, or a conflict: the same events may go through later.
+    Transient(String),
+    /// Refused: the same events fail the same way again.
+    Refused(String),
 }

@@ -1,20 +1,24 @@
-//! A new subtask across slots. Assign runs in the requested type's slot; when nobody of that
-//! type could ever serve it, the fallback type's slot is asked whether someone there could
-//! (capable.lua), and the subtask is forwarded there: the requested slot keeps a forward mark, the
-//! directory is pointed at the fallback, and assign runs there. Each step is idempotent, so a
+//! A new subtask, and what crosses slots on its way. On one Redis, `assign` claims the id in the
+//! directory itself and reads dependencies in any slot, so the usual Assign is one round trip.
+//! On a cluster the store claims the id first (SET NX GET) and reads dependencies through the
+//! directory. When nobody of the requested type could ever serve the subtask, the fallback type's
+//! slot is asked (`capable`) and the subtask forwarded there: the requested slot keeps a forward
+//! mark, the directory is pointed at the fallback, and `assign` runs there. A claim left by a
+//! failed submission of another type is taken over (`void` there). Each step is idempotent, so a
 //! retry after a failure between steps finishes the hand-off instead of duplicating the subtask.
-//! Dependencies in other slots are read before and registered with after (depend.lua); one that
-//! finished in between is settled at once.
 
-use serde::Deserialize;
-use serde_json::{json, Value};
+use std::fmt::Write as _;
 
-use crate::domain::learned::CandidateInfo;
+use crate::domain::learned::{CandidateInfo, LearnedFactors};
+use crate::domain::policy::ScoringWeights;
 use crate::domain::subtask::{AssignmentView, SubtaskSpec};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Precondition, StoreError, StoreResult};
 
+use super::call::{About, Args, Reply, Target};
+use super::codec::encode_spec;
 use super::directory::command;
-use super::wire::{self, lenient_list, spec_json, ViewWire};
+use super::library::Function;
+use super::replies::{items, text};
 use super::RedisStore;
 
 /// Steps of one routing: take over a stale claim, ask the fallback, forward, place.
@@ -23,156 +27,212 @@ const ROUTING_STEPS: usize = 5;
 /// Times an Assign starts over after its claim on the id moved under it.
 const CLAIM_ATTEMPTS: usize = 4;
 
-#[derive(Deserialize)]
-struct AssignReply {
-    view: Option<ViewWire>,
-    #[serde(default, deserialize_with = "lenient_list")]
-    remote_waits: Vec<(String, String)>,
-    ask_fallback: Option<String>,
-    forward: Option<String>,
-    #[serde(default)]
-    unclaimed: bool,
-    #[serde(default)]
-    retry: bool,
+/// Learned factors as a subtask keeps them: the four weights to score with (already scaled, so
+/// both stores use the very same numbers), then specialist id and factor pairs.
+pub(super) fn learned_text(factors: &LearnedFactors, base: &ScoringWeights) -> String {
+    let weights = factors.weights(base);
+    let mut text = format!(
+        "{} {} {} {}",
+        weights.capability, weights.load, weights.availability, weights.performance
+    );
+    let mut pairs: Vec<(&String, &f64)> = factors.performance.iter().collect();
+    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    for (specialist_id, factor) in pairs {
+        let _ = write!(text, " {specialist_id} {factor}");
+    }
+    text
 }
 
-#[derive(Deserialize)]
-struct VoidReply {
-    exists: bool,
+/// How the id's claim stands when `assign` runs (ARGV[11]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// `assign` makes it (one Redis).
+    Make,
+    /// The store's SET NX found the id free.
+    Fresh,
+    /// The directory names the requested type already.
+    Held,
+    /// The claim was just moved to this slot.
+    TakenOver,
+    /// The directory names another type.
+    Elsewhere,
 }
 
-#[derive(Deserialize)]
-struct CandidatesReply {
-    #[serde(default, deserialize_with = "lenient_list")]
-    candidates: Vec<wire::CandidateWire>,
-    ask_fallback: Option<String>,
-    forward: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct CapableReply {
-    capable: bool,
-}
-
-#[derive(Deserialize)]
-struct DependReply {
-    state: Option<String>,
-}
-
-#[derive(Deserialize)]
-struct SettleReply {
-    view: Option<ViewWire>,
+impl Claim {
+    fn code(self) -> &'static str {
+        match self {
+            Claim::Make => "k",
+            Claim::Fresh => "n",
+            Claim::Held => "h",
+            Claim::TakenOver => "t",
+            Claim::Elsewhere => "o",
+        }
+    }
 }
 
 impl RedisStore {
-    /// `learned`: the JSON text of the learned factors the subtask keeps (see lua/assign.lua).
+    /// `learned`: the text of the learned factors the subtask keeps (see `learned_text`).
     pub(super) async fn assign_in_redis(
         &self,
         spec: &SubtaskSpec,
         learned: Option<&str>,
     ) -> StoreResult<AssignmentView> {
+        let blob = encode_spec(spec);
         for _ in 0..CLAIM_ATTEMPTS {
-            if let Some(view) = self.try_assign(spec, learned).await? {
+            if let Some(view) = self.try_assign(spec, &blob, learned).await? {
                 return Ok(view);
             }
         }
-        Err(StoreError::FailedPrecondition(format!(
+        Err(Precondition::Contended(format!(
             "subtask {} kept meeting a concurrent submission of the same id as another type; retry",
             spec.subtask_id
-        )))
+        ))
+        .into())
     }
 
     /// One pass; None when the claim on the id moved under it (start over).
     async fn try_assign(
         &self,
         spec: &SubtaskSpec,
+        blob: &[u8],
         learned: Option<&str>,
     ) -> StoreResult<Option<AssignmentView>> {
         let requested = spec.specialist_type.as_str();
         let directory = self.keys.subtask_directory(&spec.subtask_id);
-        let bound: Option<String> = self
-            .query(&command(&["SET", &directory, requested, "NX", "GET"]))
-            .await?;
-        let mut claimed = bound.as_deref().is_none_or(|bound| bound == requested);
-        let mut takeover = false;
-        let depends_on = self.dependencies(&spec.depends_on).await?;
-        let spec_text = spec_json(spec);
+        let mut claim = Claim::Make;
+        let mut claimed_by: Option<String> = None;
+        if !self.single {
+            let bound: Option<String> = self
+                .query(&command(&["SET", &directory, requested, "NX", "GET"]))
+                .await?;
+            claim = match bound {
+                None => Claim::Fresh,
+                Some(bound) if bound == requested => Claim::Held,
+                Some(other) => {
+                    claimed_by = Some(other);
+                    Claim::Elsewhere
+                }
+            };
+        }
+        let mut unclaimed_by: Option<String> = None;
         let mut slot = requested.to_string();
         let mut routed = false;
-        let mut fallback_capable = Value::Null;
+        let mut fallback_capable = "";
+        let mut forwarded_by = String::new();
+        let mut voided_in = String::new();
         for _ in 0..ROUTING_STEPS {
-            let reply: AssignReply = self
-                .call(
-                    &self.scripts.assign,
-                    &slot,
-                    json!({
-                        "subtask_id": spec.subtask_id,
-                        "required_capabilities": spec.required_capabilities,
-                        "priority": spec.priority,
-                        "require_all_capabilities": spec.require_all_capabilities,
-                        "depends_on": depends_on,
-                        "spec": spec_text,
-                        "learned": learned.unwrap_or_default(),
-                        "claimed": claimed,
-                        "takeover": takeover,
-                        "routed": routed,
-                        "fallback_capable": fallback_capable,
-                    }),
-                )
-                .await?;
-            if reply.retry {
-                return Ok(None);
-            }
-            if reply.unclaimed {
+            if let Some(holder) = unclaimed_by.take() {
                 // Another type holds the claim; unless the subtask is there, take the claim over.
-                let holder = bound.as_deref().unwrap_or(requested);
-                let void: VoidReply = self
-                    .call(
-                        &self.scripts.void,
-                        holder,
-                        json!({ "subtask_id": spec.subtask_id, "to_type": requested }),
+                let exists = self
+                    .fcall(
+                        Function::Void,
+                        Target::Slot(&holder),
+                        &Args::new().text(&spec.subtask_id),
+                        About::default(),
                     )
-                    .await?;
-                if void.exists {
-                    return Err(StoreError::AlreadyExists(format!(
-                        "subtask {} exists with different content",
-                        spec.subtask_id
-                    )));
+                    .await?
+                    .int(0)?
+                    == 1;
+                if exists {
+                    return Err(StoreError::already_exists(&spec.subtask_id));
                 }
                 let _: () = self
                     .query(&command(&["SET", &directory, requested]))
                     .await?;
-                claimed = true;
-                takeover = true;
-                continue;
+                claim = Claim::TakenOver;
+                voided_in = holder;
             }
-            takeover = false;
-            if let Some(fallback) = reply.ask_fallback {
-                fallback_capable = Value::Bool(self.capable(&fallback, spec).await?);
-                continue;
+            let dependencies = if claim == Claim::Make {
+                spec.depends_on.join(" ")
+            } else {
+                self.dependencies(&spec.depends_on).await?
+            };
+            let args = Args::new()
+                .text(&spec.subtask_id)
+                .bytes(blob.to_vec())
+                .list(&spec.required_capabilities)
+                .flag(spec.require_all_capabilities)
+                .num(spec.priority)
+                .text(&dependencies)
+                .text(learned.unwrap_or_default())
+                .text(claim.code())
+                .flag(routed)
+                .text(fallback_capable)
+                .text(&forwarded_by)
+                .text(&voided_in);
+            let reply = self
+                .call_assign(&slot, &directory, claim, &args, spec)
+                .await?;
+            let tag = reply.text(0)?;
+            match tag.as_str() {
+                "view" => {
+                    let view = self.view(reply.get(1)?)?;
+                    if !self.single {
+                        self.placements.remember(&spec.subtask_id, &slot);
+                    }
+                    let waits = items(reply.get(2)?)?
+                        .chunks(2)
+                        .map(|pair| Ok((text(&pair[0])?, text(&pair[1])?)))
+                        .collect::<StoreResult<Vec<(String, String)>>>()?;
+                    return self
+                        .wait_on_other_slots(&spec.subtask_id, &slot, view, waits)
+                        .await
+                        .map(Some);
+                }
+                "retry" => return Ok(None),
+                "unclaimed" => {
+                    let named = reply.text(1)?;
+                    unclaimed_by = Some(if named.is_empty() {
+                        claimed_by.take().unwrap_or_default()
+                    } else {
+                        named
+                    });
+                }
+                "ask" => {
+                    fallback_capable = if self.capable(&reply.text(1)?, spec).await? {
+                        "1"
+                    } else {
+                        "0"
+                    };
+                }
+                "forward" => {
+                    let target = reply.text(1)?;
+                    let _: () = self.query(&command(&["SET", &directory, &target])).await?;
+                    forwarded_by = requested.to_string();
+                    slot = target;
+                    routed = true;
+                    // The directory names the fallback now, by this call: a void mark there is
+                    // stale.
+                    claim = Claim::TakenOver;
+                }
+                _ => return Err(super::replies::malformed("assign")),
             }
-            if let Some(target) = reply.forward {
-                let _: () = self.query(&command(&["SET", &directory, &target])).await?;
-                slot = target;
-                routed = true;
-                claimed = true;
-                // The directory names the fallback now, by this call: a void mark there is stale.
-                takeover = true;
-                continue;
-            }
-            let view = reply
-                .view
-                .ok_or_else(|| StoreError::Internal("assign: no view in reply".into()))?;
-            self.placed(&spec.subtask_id, &slot);
-            return self
-                .wait_on_other_slots(&spec.subtask_id, &slot, view, reply.remote_waits)
-                .await
-                .map(Some);
         }
         Err(StoreError::Internal(format!(
             "assign of {}: routing did not settle",
             spec.subtask_id
         )))
+    }
+
+    async fn call_assign(
+        &self,
+        slot: &str,
+        directory: &str,
+        claim: Claim,
+        args: &Args,
+        spec: &SubtaskSpec,
+    ) -> StoreResult<Reply> {
+        let about = About {
+            subtask: &spec.subtask_id,
+            ..About::default()
+        };
+        if claim == Claim::Make {
+            return self
+                .fcall_with_keys(Function::Assign, slot, &[directory], args, about)
+                .await;
+        }
+        self.fcall(Function::Assign, Target::Slot(slot), args, about)
+            .await
     }
 
     /// Registers a BLOCKED subtask with its dependencies in other slots; one that finished since
@@ -181,72 +241,81 @@ impl RedisStore {
         &self,
         subtask_id: &str,
         slot: &str,
-        mut view: ViewWire,
+        mut view: AssignmentView,
         waits: Vec<(String, String)>,
     ) -> StoreResult<AssignmentView> {
         for (dependency, dependency_type) in waits {
-            let reply: DependReply = self
-                .call(
-                    &self.scripts.depend,
-                    &dependency_type,
-                    json!({
-                        "dependency": dependency,
-                        "dependent": subtask_id,
-                        "dependent_type": slot,
-                    }),
+            let about = About {
+                subtask: &dependency,
+                ..About::default()
+            };
+            let reply = self
+                .fcall(
+                    Function::Depend,
+                    Target::Slot(&dependency_type),
+                    &Args::new().text(&dependency).text(subtask_id).text(slot),
+                    about,
                 )
                 .await?;
-            if let Some(state) = reply.state {
-                let settled: SettleReply = self
-                    .call(
-                        &self.scripts.settle,
-                        slot,
-                        json!({
-                            "dependent": subtask_id,
-                            "dependency": dependency,
-                            "state": state,
-                        }),
-                    )
-                    .await?;
-                if let Some(settled) = settled.view {
-                    view = settled;
-                }
+            let state = reply.text(0)?;
+            if state.is_empty() {
+                continue;
+            }
+            let settled = self
+                .fcall(
+                    Function::Settle,
+                    Target::Slot(slot),
+                    &Args::new().text(subtask_id).text(&dependency).text(&state),
+                    About::default(),
+                )
+                .await?;
+            if !matches!(settled.get(0)?, redis::Value::BulkString(bytes) if bytes.is_empty()) {
+                view = self.view(settled.get(0)?)?;
             }
         }
-        view.into_domain()
+        Ok(view)
     }
 
-    /// Each dependency as `{id, type, state}`: the slot the directory names and the state read
-    /// there (null when unknown; assign.lua reports unknown ones after its own checks).
-    async fn dependencies(&self, depends_on: &[String]) -> StoreResult<Vec<Value>> {
-        let mut found = Vec::with_capacity(depends_on.len());
+    /// Each dependency as "<id> <type> <state>": the slot the directory names and the state read
+    /// there ('-' when unknown; assign reports unknown ones after its own checks).
+    async fn dependencies(&self, depends_on: &[String]) -> StoreResult<String> {
+        let mut found = String::new();
         for dependency in depends_on {
-            let directory = self.keys.subtask_directory(dependency);
-            let slot: Option<String> = self.query(&command(&["GET", &directory])).await?;
+            let slot = self
+                .directory(&self.keys.subtask_directory(dependency))
+                .await?;
             let state: Option<String> = match &slot {
                 Some(slot) => {
                     let record = self.keys.subtask_record(slot, dependency);
-                    self.query(&command(&["HGET", &record, "state"])).await?
+                    self.query(&command(&["HGET", &record, "st"])).await?
                 }
                 None => None,
             };
-            found.push(json!({ "id": dependency, "type": slot, "state": state }));
+            if !found.is_empty() {
+                found.push(' ');
+            }
+            let _ = write!(
+                found,
+                "{dependency} {} {}",
+                slot.as_deref().unwrap_or("-"),
+                state.as_deref().unwrap_or("-")
+            );
         }
         Ok(found)
     }
 
     async fn capable(&self, slot: &str, spec: &SubtaskSpec) -> StoreResult<bool> {
-        let reply: CapableReply = self
-            .call(
-                &self.scripts.capable,
-                slot,
-                json!({
-                    "required_capabilities": spec.required_capabilities,
-                    "require_all_capabilities": spec.require_all_capabilities,
-                }),
+        let reply = self
+            .fcall(
+                Function::Capable,
+                Target::Slot(slot),
+                &Args::new()
+                    .list(&spec.required_capabilities)
+                    .flag(spec.require_all_capabilities),
+                About::default(),
             )
             .await?;
-        Ok(reply.capable)
+        Ok(reply.int(0)? == 1)
     }
 
     /// Who could take the subtask now; none when it exists or waits on an unfinished dependency.
@@ -255,49 +324,58 @@ impl RedisStore {
         spec: &SubtaskSpec,
     ) -> StoreResult<Vec<CandidateInfo>> {
         let directory = self.keys.subtask_directory(&spec.subtask_id);
-        let bound: Option<String> = self.query(&command(&["GET", &directory])).await?;
-        if let Some(slot) = bound {
+        if let Some(slot) = self.directory(&directory).await? {
             let record = self.keys.subtask_record(&slot, &spec.subtask_id);
             let exists: bool = self.query(&command(&["EXISTS", &record])).await?;
             if exists {
                 return Ok(Vec::new());
             }
         }
-        for dependency in self.dependencies(&spec.depends_on).await? {
-            if dependency.get("state").and_then(Value::as_str) != Some("COMPLETED") {
-                return Ok(Vec::new());
-            }
+        let dependencies = self.dependencies(&spec.depends_on).await?;
+        let states: Vec<&str> = dependencies.split(' ').collect();
+        if states
+            .chunks(3)
+            .any(|triple| triple.get(2) != Some(&"COMPLETED"))
+            && !spec.depends_on.is_empty()
+        {
+            return Ok(Vec::new());
         }
         let mut slot = spec.specialist_type.clone();
         let mut routed = false;
-        let mut fallback_capable = Value::Null;
+        let mut fallback_capable = "";
         for _ in 0..ROUTING_STEPS {
-            let reply: CandidatesReply = self
-                .call(
-                    &self.scripts.candidates,
-                    &slot,
-                    json!({
-                        "required_capabilities": spec.required_capabilities,
-                        "require_all_capabilities": spec.require_all_capabilities,
-                        "routed": routed,
-                        "fallback_capable": fallback_capable,
-                    }),
+            let reply = self
+                .fcall(
+                    Function::Candidates,
+                    Target::Slot(&slot),
+                    &Args::new()
+                        .list(&spec.required_capabilities)
+                        .flag(spec.require_all_capabilities)
+                        .flag(routed)
+                        .text(fallback_capable),
+                    About::default(),
                 )
                 .await?;
-            if let Some(fallback) = reply.ask_fallback {
-                fallback_capable = Value::Bool(self.capable(&fallback, spec).await?);
-                continue;
+            match reply.text(0)?.as_str() {
+                "ask" => {
+                    fallback_capable = if self.capable(&reply.text(1)?, spec).await? {
+                        "1"
+                    } else {
+                        "0"
+                    };
+                }
+                "forward" => {
+                    slot = reply.text(1)?;
+                    routed = true;
+                }
+                "candidates" => {
+                    return items(reply.get(1)?)?
+                        .iter()
+                        .map(|candidate| super::replies::candidate(candidate, &slot))
+                        .collect();
+                }
+                _ => return Err(super::replies::malformed("candidates")),
             }
-            if let Some(target) = reply.forward {
-                slot = target;
-                routed = true;
-                continue;
-            }
-            return reply
-                .candidates
-                .into_iter()
-                .map(wire::CandidateWire::into_domain)
-                .collect();
         }
         Err(StoreError::Internal(format!(
             "candidates for {}: routing did not settle",

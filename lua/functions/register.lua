@@ -1,0 +1,78 @@
+--[[
+  register: add a specialist or update its registration (its type is its slot's), renew its
+  lease, and give it whatever queued work it can take now. The store's directory binds the id
+  to this type first (and mints ids from this slot's `minted` counter).
+  KEYS[1]  meta of the type's slot
+  ARGV[4]  specialist id   ARGV[5] capabilities (sorted)   ARGV[6] max_concurrency ('' default)
+  ARGV[7]  labels (opaque)   ARGV[8] availability   ARGV[9] '1': a minted id
+  ARGV[10] '1': the id was just moved here (clear its moved mark)
+  ARGV[11] the performance record carried over from the type it was bound to: "<n> <ok> <q> <t>
+           <w>" (w '-' when empty), '!' (start empty), '' (nothing carried)
+  Replies {0, 'ok', specialist, 1 created / 0 updated}; {0, 'retry'} (the id moved to another
+  type since the store read the directory); {0, 'taken'} (a minted id exists already).
+  Writes s:<id> (a new record takes its performance record from perf:<id>), specs, cap:<c>,
+  free, leases, moved:<id>, perf:<id>, and what the drain assigns. Outbox `R`.
+]]
+
+local function fn_register(KEYS, ARGV)
+  local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
+  if refused then return refused end
+  local id, caps = ARGV[4], ARGV[5]
+  if rcall('EXISTS', P .. 'moved:' .. id) == 1 then
+    if ARGV[10] ~= '1' then return {0, 'retry'} end
+    rcall('DEL', P .. 'moved:' .. id)
+  end
+  local s = spec_get(id)
+  if ARGV[9] == '1' and s then return {0, 'taken'} end
+  local perf_key = P .. 'perf:' .. id
+  local carried = ARGV[11]
+  if carried ~= '' then
+    rcall('DEL', perf_key)
+    if carried ~= '!' then
+      local fields = split(carried)
+      local window = fields[5]
+      if window == '-' then window = '' end
+      rcall('HSET', perf_key, 'n', fields[1], 'ok', fields[2], 'q', fields[3], 't', fields[4],
+        'w', window)
+    end
+  end
+  local max = tonumber(ARGV[6]) or POL.default_max
+  local lease = NOW + POL.lease_ttl
+  local old_caps = {}
+  local created = 0
+  if s then
+    old_caps = spec_caps(s)
+    spec_set(s, 'caps', caps)
+    spec_set(s, 'max', max)
+    spec_set(s, 'lab', ARGV[7])
+    spec_set(s, 'av', ARGV[8])
+    spec_set(s, 'hb', NOW)
+    spec_set(s, 'lease', lease)
+  else
+    created = 1
+    local perf = rcall('HMGET', perf_key, 'n', 'ok', 'q', 't', 'w')
+    local window = perf[5] or ''
+    s = {
+      id = id, caps = caps, max = max, av = ARGV[8], lease = lease, act = 0, lseq = 0, fm = '',
+      ws = window_successes(window), wn = #window, lab = ARGV[7], reg = NOW, hb = NOW,
+      pn = tonumber(perf[1] or '0'), pok = tonumber(perf[2] or '0'), pq = perf[3] or '0',
+      pt = perf[4] or '0', w = window
+    }
+    spec_new(s)
+    rcall('ZADD', P .. 'specs', 0, id)
+  end
+  local new_caps = spec_caps(s)
+  local old_set, new_set = set_of(old_caps), set_of(new_caps)
+  for i = 1, #old_caps do
+    if not new_set[old_caps[i]] then rcall('SREM', P .. 'cap:' .. old_caps[i], id) end
+  end
+  for i = 1, #new_caps do
+    if not old_set[new_caps[i]] then rcall('SADD', P .. 'cap:' .. new_caps[i], id) end
+  end
+  capabilities_changed()
+  rcall('ZADD', P .. 'leases', lease, id)
+  refile(s)
+  drain_for(s)
+  outbox('k', 'R', 'sp', id, 'caps', caps, 'max', max, 'lab', ARGV[7], 'av', ARGV[8])
+  return flush({0, 'ok', specialist_reply(s), created})
+end

@@ -1,0 +1,70 @@
+--[[
+  setup: a slot's policy, and state a rebuild writes back.
+
+  adopt    KEYS[1] meta of a type's slot; ARGV[1] fingerprint, ARGV[2] the type, ARGV[3]
+           fallback type ('' none), ARGV[4..7] the four weights, ARGV[8] default max
+           concurrency, ARGV[9] lease ttl ms, ARGV[10] max attempts, ARGV[11] outbox bound (0:
+           no outbox), ARGV[12] watch channel, ARGV[13] retention ms, ARGV[14] namespace,
+           ARGV[15] '1': replace another fingerprint. Writes the policy into `meta` (the only
+           function that does not check the fingerprint), makes sure `free` and `leases` hold
+           their sentinel (so they stay skiplists), and after replacing other rules refiles every
+           specialist of the type under the new weights.
+           -> {0, 'same' | 'new'}, {0, 'adopted', the replaced fingerprint}, or {0, 'other',
+           the fingerprint found} (without ARGV[15]: nothing written).
+  restore  KEYS[1] meta; writes back, without routing, what Postgres kept and an empty Redis
+           lost (src/store/redis/rebuild.rs): ARGV[4] 'subtask': a finished subtask that an
+           unfinished one depends on (ARGV[5] id, [6] the subtask as submitted, [7]
+           capabilities, [8] '1' all, [9] priority, [10] created ms, [11] state, [12] attempt,
+           [13] detail, [14] finished ms); or 'perf': a performance record (ARGV[5] specialist
+           id, [6] completed, [7] succeeded, [8] quality sum, [9] time sum, [10] window).
+           -> {0, 1 written / 0 present already}. No events (Postgres has them).
+]]
+
+local function fn_adopt(KEYS, ARGV)
+  rcall = redis.call
+  local meta = KEYS[1]
+  local fingerprint = ARGV[1]
+  local current = rcall('HGET', meta, 'fp')
+  local prefix = string.sub(meta, 1, #meta - 4)
+  if current == fingerprint then
+    rcall('ZADD', prefix .. 'free', 'NX', 'inf', SENTINEL)
+    rcall('ZADD', prefix .. 'leases', 'NX', 'inf', SENTINEL)
+    return {0, 'same'}
+  end
+  if current and ARGV[15] ~= '1' then return {0, 'other', current} end
+  rcall('HSET', meta, 'fp', fingerprint, 'type', ARGV[2], 'fb', ARGV[3], 'wc', ARGV[4],
+    'wl', ARGV[5], 'wa', ARGV[6], 'wp', ARGV[7], 'dmc', ARGV[8], 'ttl', ARGV[9], 'ma', ARGV[10],
+    'ob', ARGV[11], 'ch', ARGV[12], 'ret', ARGV[13], 'ns', ARGV[14])
+  rcall('ZADD', prefix .. 'free', 'inf', SENTINEL)
+  rcall('ZADD', prefix .. 'leases', 'inf', SENTINEL)
+  POLICIES[meta] = nil
+  if not current then return {0, 'new'} end
+  begin({meta}, {fingerprint, '', ''}, E.SPECIALIST_NOT_FOUND)
+  local ids = rcall('ZRANGE', P .. 'specs', 0, -1)
+  for i = 1, #ids do
+    local s = spec_get(ids[i])
+    if s then refile(s) end
+  end
+  return flush({0, 'adopted', current})
+end
+
+local function fn_restore(KEYS, ARGV)
+  local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
+  if refused then return refused end
+  if ARGV[4] == 'subtask' then
+    local id = ARGV[5]
+    if rcall('EXISTS', P .. 't:' .. id) == 1 then return {0, 0} end
+    local finished = ARGV[14]
+    sub_new({
+      id = id, spec = ARGV[6], caps = ARGV[7], all = ARGV[8], prio = ARGV[9], cr = ARGV[10],
+      st = ARGV[11], att = ARGV[12], hold = '', ep = 0, at = '', bd = '', qs = '',
+      enq = ARGV[10], wait = '', rw = '', excl = '', det = ARGV[13], fin = finished, lf = '',
+      hd = '', from = '', vd = ''
+    })
+    if finished ~= '' then rcall('ZADD', P .. 'done', finished, id) end
+    return flush({0, 1})
+  end
+  rcall('HSET', P .. 'perf:' .. ARGV[5], 'n', ARGV[6], 'ok', ARGV[7], 'q', ARGV[8], 't', ARGV[9],
+    'w', ARGV[10])
+  return {0, 1}
+end

@@ -1,0 +1,215 @@
+--[[
+  pick: who gets a subtask. The free index `free` lists specialists with room by minus the best
+  score each could reach (capability 1), members `<active>:<last epoch>:<id>` zero-padded, so
+  equal bounds sort in tie-break order; a sentinel member (SENTINEL, score +inf, longer than a
+  listpack entry may be) keeps the index a skiplist and ends every walk. The pick walks it from
+  the top and stops at the first entry that cannot beat the best real score found.
+
+  A hand-out records the breakdown's inputs in `bd`: "<matched> <required> <active> <availability>
+  <performance>" (performance: "<successes>/<outcomes>" of the window, or the learned factor as
+  Rust sent it), plus the four learned weights when the subtask has learned factors; Rust
+  computes the breakdown from them with domain::score (bit for bit the score used here).
+]]
+
+-- Learned factors a subtask keeps: "<wc> <wl> <wa> <wp> <id> <factor> ...", decoded once per call.
+local function learned_of(r)
+  if r.lf == nil or r.lf == '' then return nil end
+  if r.learned == nil then
+    local items = split(r.lf)
+    local factors = {}
+    for i = 5, #items, 2 do factors[items[i]] = items[i + 1] end
+    r.learned = {
+      weights = {tonumber(items[1]), tonumber(items[2]), tonumber(items[3]), tonumber(items[4])},
+      weights_text = items[1] .. ' ' .. items[2] .. ' ' .. items[3] .. ' ' .. items[4],
+      factors = factors
+    }
+  end
+  return r.learned
+end
+
+local function excluded_of(r)
+  if not r.excl_set then r.excl_set = set_of(split(r.excl)) end
+  return r.excl_set
+end
+
+local function capabilities_suffice(r, caps)
+  local required = sub_required(r)
+  if #required == 0 then return true, 0 end
+  local matched = 0
+  for i = 1, #required do
+    if caps[required[i]] then matched = matched + 1 end
+  end
+  if r.all == '1' then return matched == #required, matched end
+  return matched > 0, matched
+end
+
+-- The score of an eligible specialist for a subtask, with the matched count and the performance
+-- input; nil when it is not eligible.
+local function consider(r, s)
+  if not s or free_slots(s) <= 0 then return nil end
+  local _, caps = spec_caps(s)
+  local suffices, matched = capabilities_suffice(r, caps)
+  if not suffices or excluded_of(r)[s.id] then return nil end
+  local weights = POL.weights
+  local performance = spec_performance(s)
+  local performance_text = s.ws .. '/' .. s.wn
+  local learned = learned_of(r)
+  if learned then
+    weights = learned.weights
+    local factor = learned.factors[s.id]
+    if factor then
+      performance = clamp_unit(tonumber(factor))
+      performance_text = factor
+    end
+  end
+  local required = #sub_required(r)
+  local capability = 1.0
+  if required > 0 then capability = matched / required end
+  return score_of(capability, load_factor(s.act), AVAILABILITY[s.av], performance, weights),
+    matched, performance_text
+end
+
+-- Tie-break order of free-index members: fewer held, assigned longest ago, smaller id (bytes).
+local function member_less(a, b)
+  local held_a, held_b = tonumber(string.sub(a, 1, 10)), tonumber(string.sub(b, 1, 10))
+  if held_a ~= held_b then return held_a < held_b end
+  local last_a, last_b = tonumber(string.sub(a, 12, 31)), tonumber(string.sub(b, 12, 31))
+  if last_a ~= last_b then return last_a < last_b end
+  return bytes_less(string.sub(a, 33), string.sub(b, 33))
+end
+
+-- The best eligible specialist: {s, score, matched, performance text}, or nil. With learned
+-- factors the index's rule-based bound says nothing: everyone with room is scored.
+local function pick(r)
+  local required = sub_required(r)
+  local prune = learned_of(r) == nil
+  local checked = false
+  local best = nil
+  local offset, batch = 0, 2
+  while true do
+    local entries = rcall('ZRANGE', P .. 'free', '-inf', '+inf', 'BYSCORE', 'LIMIT', offset,
+      batch, 'WITHSCORES')
+    for i = 1, #entries, 2 do
+      local member = entries[i]
+      if member == SENTINEL then return best end
+      local bound = -tonumber(entries[i + 1])
+      if prune and best and (bound < best.score
+        or (bound == best.score and member_less(best.member, member))) then
+        return best
+      end
+      local s = spec_get(string.sub(member, 33))
+      local score, matched, performance = consider(r, s)
+      if score and (not best or score > best.score
+        or (score == best.score and member_less(member, best.member))) then
+        best = {s = s, score = score, member = member, matched = matched,
+          performance = performance}
+      end
+    end
+    if not best and not checked and #required > 0 then
+      -- Nobody of the type has the capabilities: no need to look at who else has room.
+      if not any_capable(required, r.all == '1') then return nil end
+      checked = true
+    end
+    if #entries < batch * 2 then return best end
+    offset = offset + batch
+    batch = math.min(batch * 4, 64)
+  end
+end
+
+-- Gives a subtask (not queued, not held) to a specialist with a fresh epoch.
+local function hand_out(r, s, matched, performance)
+  local epoch = rcall('INCR', P .. 'epoch')
+  local inputs = matched .. ' ' .. #sub_required(r) .. ' ' .. s.act .. ' ' .. s.av .. ' '
+    .. performance
+  local learned = learned_of(r)
+  if learned then inputs = inputs .. ' ' .. learned.weights_text end
+  spec_set(s, 'act', s.act + 1)
+  spec_set(s, 'lseq', epoch)
+  refile(s)
+  sub_set(r, 'st', 'ASSIGNED')
+  sub_set(r, 'hold', s.id)
+  sub_set(r, 'ep', epoch)
+  sub_set(r, 'at', NOW)
+  sub_set(r, 'bd', inputs)
+  rcall('ZADD', P .. 'held:' .. s.id, epoch, r.id)
+  touch(r)
+  publish(s.id, 'ASSIGNED', r)
+end
+
+-- Assigns a ready subtask to the best eligible specialist, or queues it at the tail. Valid while
+-- the queue invariant holds (no queued subtask servable now).
+local function route_ready(r)
+  local best = pick(r)
+  if best then
+    hand_out(r, best.s, best.matched, best.performance)
+  else
+    enqueue(r, false)
+  end
+end
+
+-- A queued subtask goes to the best eligible specialist now, if there is one.
+local function place_queued(r)
+  if not r or r.st ~= 'QUEUED' then return end
+  local best = pick(r)
+  if not best then return end
+  take_from_queue(r)
+  hand_out(r, best.s, best.matched, best.performance)
+end
+
+-- The first subtask of one queue index, after `lower`, that the specialist can take.
+local function first_servable(index_key, lower, s, caps)
+  while true do
+    local entries = rcall('ZRANGE', index_key, lower, '+inf', 'BYSCORE', 'LIMIT', 0, 32,
+      'WITHSCORES')
+    if #entries == 0 then return nil, lower end
+    for i = 1, #entries, 2 do
+      local r = sub_get(entries[i])
+      if r and capabilities_suffice(r, caps) and not excluded_of(r)[s.id] then
+        return r, lower
+      end
+      lower = '(' .. entries[i + 1]
+    end
+    if #entries < 64 then return nil, lower end
+  end
+end
+
+-- Capacity appeared at one specialist only: by the queue invariant it alone can take new work,
+-- so only the queue entries it could serve (its capability indexes) are walked, in queue order.
+local function drain_for(s)
+  if not s or free_slots(s) <= 0 then return end
+  if rcall('EXISTS', P .. 'queue') == 0 then return end
+  local caps_list, caps = spec_caps(s)
+  local index_keys = {P .. 'qany'}
+  for i = 1, #caps_list do index_keys[i + 1] = P .. 'qcap:' .. caps_list[i] end
+  local cursors = {}
+  for i = 1, #index_keys do cursors[i] = '-inf' end
+  while free_slots(s) > 0 do
+    local chosen, chosen_score = nil, nil
+    for i = 1, #index_keys do
+      local r, lower = first_servable(index_keys[i], cursors[i], s, caps)
+      cursors[i] = lower
+      if r then
+        local queue_score = tonumber(r.qs)
+        if not chosen or queue_score < chosen_score then
+          chosen, chosen_score = r, queue_score
+        end
+      end
+    end
+    if not chosen then return end
+    local _, matched, performance = consider(chosen, s)
+    take_from_queue(chosen)
+    hand_out(chosen, s, matched, performance)
+  end
+end
+
+-- Subtasks requeued by a departure go to whoever can take them, in queue order (the rest of the
+-- queue is, by the queue invariant, unservable by anyone, so this is the whole drain).
+local function place_all(records)
+  local ordered = {}
+  for i = 1, #records do
+    local r = records[i]
+    if r.st == 'QUEUED' then ordered[#ordered + 1] = r end
+  end
+  table.sort(ordered, function(a, b) return tonumber(a.qs) < tonumber(b.qs) end)
+  for i = 1, #ordered do place_queued(ordered[i]) end
+end

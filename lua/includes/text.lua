@@ -1,0 +1,33 @@
+--[[
+  text: lists as flat fields. Ids and capability names never contain whitespace (the API refuses
+  them), so a list is its items joined by single spaces, and '' is the empty list.
+]]
+
+local function split(text)
+  local items = {}
+  if text == nil or text == false or text == '' then return items end
+  for item in string.gmatch(text, '%S+') do items[#items + 1] = item end
+  return items
+end
+
+local function set_of(items)
+  local set = {}
+  for i = 1, #items do set[items[i]] = true end
+  return set
+end
+
+-- Byte order, as Rust compares strings (Lua's `<` follows the server's collation locale).
+local function bytes_less(a, b)
+  if a == b then return false end
+  local length = math.min(#a, #b)
+  for i = 1, length do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then return x < y end
+  end
+  return #a < #b
+end
+
+-- An integer as decimal text at full precision (Lua's own conversion keeps 14 digits).
+local function int_text(number)
+  return string.format('%d', number)
+end
