@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Drives a production-store server (Redis, optionally Postgres) with `switchboard bench` and reports
-# what the bench cannot see: Redis CPU seconds and EVALSHA cost (INFO), and, with Postgres, the
-# outbox backlog (XLEN, summed over the types' streams) every 5 s and the subtasks Postgres holds afterwards.
+# what the bench cannot see: Redis CPU seconds, the Redis time per full cycle (INFO commandstats:
+# the functions' FCALL time, which includes the commands they run, plus the commands sent
+# outside them: the relay's stream reads and acknowledgements), Redis memory, and, with Postgres,
+# the outbox backlog (XLEN, summed over the types' streams) every 5 s and the subtasks Postgres
+# holds afterwards.
 #
 #   scripts/bench-production.sh [--postgres] [bench flags...]
 #   e.g. scripts/bench-production.sh --agents 100 --duration 10
@@ -58,12 +61,18 @@ if $postgres; then
 fi
 rcli CONFIG RESETSTAT > /dev/null
 cpu_before=$(redis_cpu)
-"$BIN" bench --addr "127.0.0.1:$port" --server-pid "$server" "$@"
+"$BIN" bench --addr "127.0.0.1:$port" --server-pid "$server" "$@" | tee "/tmp/$run.bench"
 cpu_after=$(redis_cpu)
+completed=$(sed -n 's/.*, \([0-9]*\) completed,.*/\1/p' "/tmp/$run.bench" | head -n 1)
 echo "redis CPU               $(echo "$cpu_after - $cpu_before" | bc) s"
-rcli INFO commandstats | awk -F'[:,=]' '
-  /^cmdstat_evalsha:/ { print "EVALSHA                 " $3 " calls, " $7 " us per call (Redis INFO)" }
-  /^cmdstat_(set|get):/ { sub("cmdstat_", "", $1); printf "%-24s%s calls, %s us per call (the directory)\n", toupper($1), $3, $7 }'
+rcli INFO commandstats | awk -F'[:,=]' -v cycles="${completed:-0}" '
+  /^cmdstat_fcall:/ { fcall = $5; calls = $3; per = $7 }
+  /^cmdstat_(xreadgroup|xack|xdel|xautoclaim|xgroup):/ { outside += $5 }
+  END {
+    printf "FCALL                   %s calls, %s us per call (Redis INFO)\n", calls, per
+    if (cycles > 0) printf "redis time per cycle    %.1f us (FCALL %.1f + relay commands %.1f, over %d cycles)\n", (fcall + outside) / cycles, fcall / cycles, outside / cycles, cycles
+  }'
+echo "redis used_memory       $(rcli INFO memory | awk -F: '/^used_memory:/ { printf "%.1f MiB", $2 / 1048576 }')"
 if $postgres; then
   for waited in $(seq 0 60); do
     [[ $(outbox_len) == 0 ]] && break

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use net::CuttableProxy;
 use pg::TestDb;
 use support::*;
+use switchboard::store::postgres;
 use tonic::Code;
 
 const REDIS_ADDR: &str = "127.0.0.1:6379";
@@ -468,4 +469,136 @@ async fn empty_redis_is_rebuilt_from_postgres() {
         AssignmentState::Blocked,
         "dependent routed after its last dependency"
     );
+}
+
+/// The relay on an idle stream: its reads block for less than the Redis client's reply timeout,
+/// so nothing looks like a lost connection and it never reconnects (a private Redis counts the
+/// connections it accepted).
+#[tokio::test]
+async fn an_idle_relay_keeps_its_connection() {
+    use switchboard::store::redis::relay::{self, RelayConfig};
+    let redis = support::redis_server::PrivateRedis::start().await;
+    let db = TestDb::create().await;
+    postgres::migrate(&mut db.client().await).await.unwrap();
+    let pool = postgres::pool(&db.url(), 2).unwrap();
+    let accepted = || async {
+        let info = match redis.command(&["INFO", "stats"]).await {
+            redis::Value::BulkString(bytes) => String::from_utf8(bytes).unwrap(),
+            redis::Value::VerbatimString { text, .. } => text,
+            other => panic!("{other:?}"),
+        };
+        info.lines()
+            .find_map(|line| line.strip_prefix("total_connections_received:"))
+            .unwrap()
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let endpoint = switchboard::store::redis::RedisStoreConfig::new(redis.url()).endpoint();
+    let before = accepted().await;
+    let relaying = tokio::spawn(relay::run(
+        endpoint,
+        pool,
+        RelayConfig::new(
+            "sb:{idle:backend}:".into(),
+            "backend".into(),
+            Default::default(),
+        ),
+        stop.clone(),
+    ));
+    // Three seconds idle: a read that gave up after 500 ms would have reconnected about six times.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let opened = accepted().await - before;
+    stop.cancel();
+    relaying.await.unwrap();
+    assert!(opened <= 2, "the idle relay opened {opened} connections");
+}
+
+/// One history event Postgres refuses (a NUL byte in a detail, written by the store directly: the
+/// API refuses it) is tried a few times alone, then kept in history_dead_letters with its reason,
+/// counted, and never blocks the events behind it.
+#[tokio::test]
+async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
+    use switchboard::domain::policy::RoutingPolicy;
+    use switchboard::domain::specialist::Registration;
+    use switchboard::domain::subtask::{CompletionReport, SubtaskSpec};
+    use switchboard::store::redis::relay::{self, RelayConfig};
+    use switchboard::store::redis::{RedisStore, RedisStoreConfig};
+    use switchboard::store::Store;
+
+    let db = TestDb::create().await;
+    postgres::migrate(&mut db.client().await).await.unwrap();
+    let mut config = RedisStoreConfig::new(test_redis_url());
+    config.namespace = unique_namespace("poison");
+    config.outbox = true;
+    let policy = RoutingPolicy::default();
+    let store = RedisStore::connect(&config, &policy).unwrap();
+    store.prepare().await.unwrap();
+    store
+        .register(Registration {
+            specialist_id: Some("p-1".into()),
+            specialist_type: "backend".into(),
+            capabilities: vec!["rust".into()],
+            max_concurrency: Some(4),
+            labels: Default::default(),
+            availability: switchboard::domain::specialist::Availability::Online,
+        })
+        .await
+        .unwrap();
+    for (id, detail) in [("p-bad", "broke\0here"), ("p-good", "fine")] {
+        let view = store
+            .assign(SubtaskSpec {
+                subtask_id: id.into(),
+                specialist_type: "backend".into(),
+                required_capabilities: vec!["rust".into()],
+                priority: 0,
+                parent_id: None,
+                depends_on: Vec::new(),
+                payload: Vec::new(),
+                require_all_capabilities: false,
+            })
+            .await
+            .unwrap();
+        let holder = view.holder.unwrap();
+        store
+            .report_completion(CompletionReport {
+                subtask_id: id.into(),
+                specialist_id: holder.specialist_id,
+                epoch: holder.epoch,
+                success: false,
+                completion_time_ms: 3,
+                quality_score: 0.0,
+                detail: detail.into(),
+            })
+            .await
+            .unwrap();
+    }
+    let stop = tokio_util::sync::CancellationToken::new();
+    let relaying = tokio::spawn(relay::run(
+        config.endpoint(),
+        postgres::pool(&db.url(), 2).unwrap(),
+        RelayConfig::new(
+            config.keys().type_prefix("backend"),
+            "backend".into(),
+            policy.weights,
+        ),
+        stop.clone(),
+    ));
+    poll_count(&db, "the good subtask finished in postgres", "SELECT count(*) FROM subtasks WHERE subtask_id = 'p-good' AND state = 'FAILED' AND detail = 'fine'", 1).await;
+    poll_count(&db, "one dead letter", "SELECT count(*) FROM history_dead_letters WHERE reason <> '' AND attempts = 3 AND fields LIKE '%p-bad%'", 1).await;
+    stop.cancel();
+    relaying.await.unwrap();
+    let backlog: i64 = redis::cmd("XLEN")
+        .arg(config.keys().type_key("backend", "outbox"))
+        .query_async(
+            &mut redis::Client::open(test_redis_url())
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(backlog, 0, "everything was acknowledged");
 }
