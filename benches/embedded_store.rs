@@ -1,7 +1,7 @@
-//! One Assign -> ReportCompletion cycle on the embedded store, as the fleet and the queue grow:
-//! 10 / 100 / 1,000 / 10,000 specialists of one type, with 0 / 10,000 subtasks queued that nobody can
-//! serve (they must not slow down work somebody can). 100,000 queued is left out for now: building
-//! that queue costs O(n^2) here because an Assign that queues counts its position (see README).
+//! The embedded store as the fleet and the queue grow: one Assign -> ReportCompletion cycle with
+//! 10 / 100 / 1,000 / 10,000 specialists of one type and 0 / 10,000 / 100,000 subtasks queued that
+//! nobody can serve (they must not slow down work somebody can); an Assign that queues (its real
+//! position counted) and a GetQueuePosition at the tail, with 0 and 100,000 queued.
 
 use std::collections::BTreeMap;
 
@@ -56,8 +56,11 @@ fn loaded_store(specialists: usize, queued: usize) -> MemoryStore {
 fn bench_cycle(criterion: &mut Criterion) {
     let mut group = criterion.benchmark_group("embedded assign+report cycle");
     group.sample_size(20);
-    for queued in [0usize, 10_000] {
+    for queued in [0usize, 10_000, 100_000] {
         for specialists in [10usize, 100, 1_000, 10_000] {
+            if queued == 100_000 && specialists != 100 && specialists != 10_000 {
+                continue;
+            }
             let store = loaded_store(specialists, queued);
             let mut counter = 0u64;
             let label = format!("{specialists} specialists, {queued} queued");
@@ -91,5 +94,48 @@ fn bench_cycle(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_cycle);
+/// An Assign nobody can serve: it queues at the tail and reports its real position; it is then
+/// cancelled, so the depth stays put. And GetQueuePosition of the last queued subtask.
+fn bench_queueing(criterion: &mut Criterion) {
+    let mut group = criterion.benchmark_group("embedded queueing");
+    group.sample_size(20);
+    for queued in [0usize, 100_000] {
+        let store = loaded_store(100, queued);
+        let mut counter = 0u64;
+        group.bench_function(
+            BenchmarkId::from_parameter(format!("assign that queues, {queued} queued")),
+            |bencher| {
+                bencher.iter(|| {
+                    counter += 1;
+                    let subtask_id = format!("late-{counter}");
+                    block_on(async {
+                        let view = store
+                            .assign(spec(subtask_id.clone(), vec!["cobol".into()]))
+                            .await
+                            .expect("queues");
+                        assert_eq!(view.queue_position, Some(queued as u64 + 1));
+                        store.cancel(&subtask_id, "").await.expect("cancels");
+                    })
+                })
+            },
+        );
+        if queued > 0 {
+            let last = format!("waiting-{}", queued - 1);
+            group.bench_function(
+                BenchmarkId::from_parameter(format!("queue position, {queued} queued")),
+                |bencher| {
+                    bencher.iter(|| {
+                        block_on(async {
+                            let position = store.queue_position(&last).await.expect("queued");
+                            assert_eq!(position.position, queued as u64);
+                        })
+                    })
+                },
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_cycle, bench_queueing);
 criterion_main!(benches);

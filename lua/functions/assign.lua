@@ -38,7 +38,12 @@ end
 local function depend_inline(dependency_type, dependency_id, dependent_id)
   local prefix = 'sb:{' .. POL.namespace .. ':' .. dependency_type .. '}:'
   rcall('RPUSH', prefix .. 'deps:' .. dependency_id, '\0' .. TYPE .. '\0' .. dependent_id)
-  rcall('HSET', prefix .. 't:' .. dependency_id, 'hd', '1')
+  local record = prefix .. 't:' .. dependency_id
+  local dependency = sub_record(dependency_id, rcall('HGET', record, 'v'))
+  if dependency.hd ~= '1' then
+    dependency.hd = '1'
+    rcall('HSET', record, 'v', pack_v(dependency))
+  end
 end
 
 local function fn_assign(KEYS, ARGV)
@@ -68,9 +73,9 @@ local function fn_assign(KEYS, ARGV)
         return {0, 'retry'}
       end
     elseif mark then
-      return {0, 'forward', string.sub(mark, 5)}
+      return {0, 'forward', ssub(mark, 5)}
     end
-    local existing = sub_get(id)
+    local existing = sub_get(id, true)
     if existing then
       if sub_spec(existing) ~= spec then return refuse(E.ALREADY_EXISTS) end
       return flush({0, 'view', view(existing), remote_waits(existing)})
@@ -95,8 +100,9 @@ local function fn_assign(KEYS, ARGV)
         local dependency = sub_get(dependency_id)
         if dependency then state = dependency.st end
       elseif dependency_type then
-        state = rcall('HGET', 'sb:{' .. POL.namespace .. ':' .. dependency_type .. '}:t:'
-          .. dependency_id, 'st')
+        local packed = rcall('HGET', 'sb:{' .. POL.namespace .. ':' .. dependency_type
+          .. '}:t:' .. dependency_id, 'v')
+        if packed then state = smatch(packed, '^([^\t]*)') end
         inline[dependency_id] = dependency_type
       end
     else
@@ -117,10 +123,11 @@ local function fn_assign(KEYS, ARGV)
     end
   end
   local r = {
-    id = id, spec = spec, caps = caps, all = all, prio = tonumber(ARGV[8]), cr = NOW,
-    st = 'BLOCKED', att = 1, hold = '', ep = 0, at = '', bd = '', qs = '', enq = NOW, wait = '',
-    rw = '', excl = '', det = '', fin = '', lf = ARGV[10], hd = '', from = ARGV[14],
-    vd = ARGV[15]
+    id = id, st = 'BLOCKED', att = '1', hold = '', ep = '0', at = '', bd = '', qs = '',
+    enq = NOW_TEXT, wait = '', rw = '', excl = '', cr = NOW_TEXT, fin = '', hd = '', det = '',
+    caps = caps, all = all, prio = tonum(ARGV[8]), lf = ARGV[10], from = ARGV[14],
+    vd = ARGV[15], spec = spec, required = false, needles = false, learned = false,
+    excluded = false, written = false, new = false, touched = false, packed = false
   }
   local best = nil
   if not failed and #waiting == 0 then best = pick(r) end
@@ -133,7 +140,6 @@ local function fn_assign(KEYS, ARGV)
     end
   end
   sub_new(r)
-  CREATED[id] = true
   touch(r)
   if failed then
     finish(r, 'FAILED', 'dependency ' .. failed[1] .. ' is ' .. failed[2])

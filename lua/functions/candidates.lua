@@ -14,7 +14,8 @@
 local function fn_candidates(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
-  local r = {id = '', caps = ARGV[4], all = ARGV[5], excl = '', lf = ''}
+  local r = {id = '', caps = ARGV[4], all = ARGV[5], excl = '', lf = '', required = false,
+    needles = false}
   local required = sub_required(r)
   if ARGV[6] ~= '1' and not any_capable(required, ARGV[5] == '1') then
     local fallback = POL.fallback
@@ -28,10 +29,9 @@ local function fn_candidates(KEYS, ARGV)
   for i = 1, #members do
     local member = members[i]
     if member ~= SENTINEL then
-      local s = spec_get(string.sub(member, 33))
+      local s = spec_get(ssub(member, 33))
       if s and free_slots(s) > 0 then
-        local _, caps = spec_caps(s)
-        if capabilities_suffice(r, caps) then
+        if capabilities_suffice(r, s) then
           found[#found + 1] = {s.id, s.caps, s.act, s.max, s.av, s.ws, s.wn}
         end
       end

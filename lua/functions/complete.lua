@@ -13,7 +13,7 @@
 local function fn_complete(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
-  local id, specialist_id, epoch = ARGV[4], ARGV[5], tonumber(ARGV[6])
+  local id, specialist_id, epoch = ARGV[4], ARGV[5], ARGV[6]
   local success = ARGV[7] == '1'
   local r = sub_get(id)
   local reported = 'FAILED'
@@ -33,10 +33,10 @@ local function fn_complete(KEYS, ARGV)
       spec_set(s, 'pok', s.pok + 1)
     end
     local window = s.w .. outcome
-    if #window > WINDOW then window = string.sub(window, #window - WINDOW + 1) end
+    if #window > WINDOW then window = ssub(window, #window - WINDOW + 1) end
     spec_set(s, 'pn', s.pn + 1)
-    spec_set(s, 'pq', string.format('%.17g', tonumber(s.pq) + tonumber(ARGV[9])))
-    spec_set(s, 'pt', string.format('%.17g', tonumber(s.pt) + tonumber(ARGV[8])))
+    spec_set(s, 'pq', sformat('%.17g', tonum(s.pq) + tonum(ARGV[9])))
+    spec_set(s, 'pt', sformat('%.17g', tonum(s.pt) + tonum(ARGV[8])))
     spec_set(s, 'w', window)
     spec_set(s, 'ws', window_successes(window))
     spec_set(s, 'wn', #window)

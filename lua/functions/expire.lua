@@ -13,9 +13,9 @@
 local function fn_expire(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
   if refused then return refused end
-  local limit = tonumber(ARGV[4])
+  local limit = tonum(ARGV[4])
   local lapsed = rcall('ZRANGE', P .. 'leases', '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
-  table.sort(lapsed, bytes_less)
+  tsort(lapsed, bytes_less)
   local expired, requeued_records = {}, {}
   local requeued, failed = 0, 0
   for i = 1, #lapsed do
@@ -49,7 +49,7 @@ local function fn_expire(KEYS, ARGV)
   if #lapsed >= limit then more = 1 end
   local retirable = {}
   local finished = rcall('ZRANGE', P .. 'done', '-inf', NOW - POL.retention, 'BYSCORE', 'LIMIT',
-    0, tonumber(ARGV[5]))
+    0, tonum(ARGV[5]))
   for i = 1, #finished do
     local marks = rcall('HMGET', P .. 't:' .. finished[i], 'from', 'vd')
     retirable[#retirable + 1] = finished[i]

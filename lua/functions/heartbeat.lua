@@ -20,7 +20,7 @@ local function fn_heartbeat(KEYS, ARGV)
     if availability == 'offline' then availability = 'online' end
   end
   local lease = NOW + POL.lease_ttl
-  spec_set(s, 'hb', NOW)
+  spec_set(s, 'hb', NOW_TEXT)
   spec_set(s, 'lease', lease)
   rcall('ZADD', P .. 'leases', lease, id)
   if availability ~= s.av then

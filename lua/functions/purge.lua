@@ -19,7 +19,7 @@ local function fn_purge(KEYS, ARGV)
     local r = sub_get(id)
     local finished = r and r.fin ~= ''
       and (r.st == 'COMPLETED' or r.st == 'FAILED' or r.st == 'CANCELLED')
-    if finished and tonumber(r.fin) <= cutoff then
+    if finished and tonum(r.fin) <= cutoff then
       rcall('DEL', P .. 't:' .. id, P .. 'deps:' .. id)
       rcall('ZREM', P .. 'done', id)
       sub_drop(id)

@@ -27,7 +27,7 @@
 local function fn_get_assignment(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
-  local r = sub_get(ARGV[4])
+  local r = sub_get(ARGV[4], true)
   if not r then return refuse(E.SUBTASK_NOT_FOUND) end
   return {0, view(r), sub_spec(r), r.lf}
 end
@@ -43,7 +43,7 @@ local function fn_in_flight(KEYS, ARGV)
     local r = sub_get(held[i])
     if r then events[#events + 1] = {view(r), sub_spec(r)} end
   end
-  return {0, tonumber(rcall('GET', P .. 'epoch') or '0'), events}
+  return {0, tonum(rcall('GET', P .. 'epoch') or '0'), events}
 end
 
 local function fn_queue_position(KEYS, ARGV)
@@ -58,11 +58,11 @@ end
 local function fn_list_queue(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
-  local size, token = tonumber(ARGV[4]), ARGV[5]
+  local size, token = tonum(ARGV[4]), ARGV[5]
   local queue_key = P .. 'queue'
   local lower, first_position = '-inf', 1
   if token ~= '' then
-    if string.find(token, '^%-?%d+$') == nil then return refuse(E.BAD_PAGE_TOKEN) end
+    if sfind(token, '^%-?%d+$') == nil then return refuse(E.BAD_PAGE_TOKEN) end
     lower = '(' .. token
     first_position = rcall('ZCOUNT', queue_key, '-inf', token) + 1
   end
@@ -70,15 +70,15 @@ local function fn_list_queue(KEYS, ARGV)
     'WITHSCORES')
   local entries = {}
   local last_score = nil
-  for i = 1, math.min(#found, size * 2), 2 do
-    local r = sub_get(found[i])
+  for i = 1, mmin(#found, size * 2), 2 do
+    local r = sub_get(found[i], true)
     if r then
       entries[#entries + 1] = {r.id, first_position + (i - 1) / 2, r.prio, r.att, r.caps, r.enq}
     end
     last_score = found[i + 1]
   end
   local next_token = ''
-  if #found > size * 2 and last_score then next_token = int_text(tonumber(last_score)) end
+  if #found > size * 2 and last_score then next_token = int_text(tonum(last_score)) end
   return {0, rcall('ZCARD', queue_key), next_token, entries}
 end
 
@@ -100,7 +100,7 @@ local function fn_queue_stats(KEYS, ARGV)
   end
   local oldest_wait = 0
   local oldest = rcall('ZRANGE', P .. 'qage', 0, 0, 'WITHSCORES')
-  if #oldest > 0 then oldest_wait = math.max(NOW - tonumber(oldest[2]), 0) end
+  if #oldest > 0 then oldest_wait = mmax(NOW - tonum(oldest[2]), 0) end
   return {0, rcall('ZCARD', P .. 'queue'), oldest_wait, counts.online, counts.idle, counts.busy,
     counts.away, counts.offline, active, rcall('SCARD', P .. 'blocked'), free}
 end
@@ -116,12 +116,12 @@ end
 local function fn_list_specialists(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
   if refused then return refused end
-  local size, token = tonumber(ARGV[4]), ARGV[5]
+  local size, token = tonum(ARGV[4]), ARGV[5]
   local lower = '-'
   if token ~= '' then lower = '(' .. token end
   local ids = rcall('ZRANGE', P .. 'specs', lower, '+', 'BYLEX', 'LIMIT', 0, size + 1)
   local items = {}
-  for i = 1, math.min(#ids, size) do
+  for i = 1, mmin(#ids, size) do
     local s = spec_get(ids[i])
     if s then items[#items + 1] = specialist_reply(s) end
   end
@@ -138,7 +138,7 @@ local function fn_performance(KEYS, ARGV)
   if s then return {0, s.pn, s.pok, s.pq, s.pt, s.w} end
   local perf = rcall('HMGET', P .. 'perf:' .. id, 'n', 'ok', 'q', 't', 'w')
   if not perf[1] then return refuse(E.SPECIALIST_NOT_FOUND) end
-  return {0, tonumber(perf[1]), tonumber(perf[2] or '0'), perf[3], perf[4], perf[5] or ''}
+  return {0, tonum(perf[1]), tonum(perf[2] or '0'), perf[3], perf[4], perf[5] or ''}
 end
 
 local function fn_capable(KEYS, ARGV)

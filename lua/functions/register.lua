@@ -36,17 +36,18 @@ local function fn_register(KEYS, ARGV)
         'w', window)
     end
   end
-  local max = tonumber(ARGV[6]) or POL.default_max
+  local max = tonum(ARGV[6]) or POL.default_max
   local lease = NOW + POL.lease_ttl
   local old_caps = {}
   local created = 0
   if s then
+    spec_display(s)
     old_caps = spec_caps(s)
     spec_set(s, 'caps', caps)
     spec_set(s, 'max', max)
     spec_set(s, 'lab', ARGV[7])
     spec_set(s, 'av', ARGV[8])
-    spec_set(s, 'hb', NOW)
+    spec_set(s, 'hb', NOW_TEXT)
     spec_set(s, 'lease', lease)
   else
     created = 1
@@ -54,9 +55,10 @@ local function fn_register(KEYS, ARGV)
     local window = perf[5] or ''
     s = {
       id = id, caps = caps, max = max, av = ARGV[8], lease = lease, act = 0, lseq = 0, fm = '',
-      ws = window_successes(window), wn = #window, lab = ARGV[7], reg = NOW, hb = NOW,
-      pn = tonumber(perf[1] or '0'), pok = tonumber(perf[2] or '0'), pq = perf[3] or '0',
-      pt = perf[4] or '0', w = window
+      ws = window_successes(window), wn = #window, pn = tonum(perf[1] or '0'),
+      pok = tonum(perf[2] or '0'), pq = perf[3] or '0', pt = perf[4] or '0', w = window,
+      reg = NOW_TEXT, hb = NOW_TEXT, lab = ARGV[7], padded = false, list = false, dirty = false,
+      new = false
     }
     spec_new(s)
     rcall('ZADD', P .. 'specs', 0, id)

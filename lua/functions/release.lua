@@ -12,7 +12,7 @@ local function fn_release(KEYS, ARGV)
   if refused then return refused end
   local id, specialist_id = ARGV[4], ARGV[5]
   local r = sub_get(id)
-  refused = fenced(r, specialist_id, tonumber(ARGV[6]))
+  refused = fenced(r, specialist_id, ARGV[6])
   if refused then return refused end
   local s = spec_get(specialist_id)
   free_holder_slot(s, r)
@@ -21,13 +21,13 @@ local function fn_release(KEYS, ARGV)
   else
     sub_set(r, 'excl', r.excl .. ' ' .. specialist_id)
   end
-  r.excl_set = nil
+  r.excluded = false
   local detail = 'released by specialist ' .. specialist_id
   if ARGV[7] ~= '' then detail = detail .. ': ' .. ARGV[7] end
   if s then
     refile(s)
     drain_for(s)
   end
-  if requeue_or_fail(r, true, detail) then place_queued(r) end
+  requeue_or_place(r, detail)
   return flush({0, view(r)})
 end

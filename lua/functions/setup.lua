@@ -21,11 +21,11 @@
 ]]
 
 local function fn_adopt(KEYS, ARGV)
-  rcall = redis.call
+  bind()
   local meta = KEYS[1]
   local fingerprint = ARGV[1]
   local current = rcall('HGET', meta, 'fp')
-  local prefix = string.sub(meta, 1, #meta - 4)
+  local prefix = ssub(meta, 1, #meta - 4)
   if current == fingerprint then
     rcall('ZADD', prefix .. 'free', 'NX', 'inf', SENTINEL)
     rcall('ZADD', prefix .. 'leases', 'NX', 'inf', SENTINEL)
@@ -56,10 +56,10 @@ local function fn_restore(KEYS, ARGV)
     if rcall('EXISTS', P .. 't:' .. id) == 1 then return {0, 0} end
     local finished = ARGV[14]
     sub_new({
-      id = id, spec = ARGV[6], caps = ARGV[7], all = ARGV[8], prio = ARGV[9], cr = ARGV[10],
-      st = ARGV[11], att = ARGV[12], hold = '', ep = 0, at = '', bd = '', qs = '',
-      enq = ARGV[10], wait = '', rw = '', excl = '', det = ARGV[13], fin = finished, lf = '',
-      hd = '', from = '', vd = ''
+      id = id, st = ARGV[11], att = ARGV[12], hold = '', ep = '0', at = '', bd = '', qs = '',
+      enq = ARGV[10], wait = '', rw = '', excl = '', cr = ARGV[10], fin = finished, hd = '',
+      det = ARGV[13], caps = ARGV[7], all = ARGV[8], prio = ARGV[9], lf = '', from = '',
+      vd = '', spec = ARGV[6], packed = false
     })
     if finished ~= '' then rcall('ZADD', P .. 'done', finished, id) end
     return flush({0, 1})

@@ -15,40 +15,49 @@
 
   `begin` sets the clock, the slot's key prefix P and its policy POL (decoded once per slot and
   fingerprint, then kept in this library's memory) and empties the call's record caches.
-  Records are read once per call into tables (spec_get, sub_get), changed in place through
-  spec_set / sub_set, and written once each by `flush` at the end of the call, which then
-  appends the call's outbox entries.
+  A record is read once per call into a table (spec_get, sub_get), changed in place (spec_set,
+  sub_set), and written once by `flush` at the end of the call, which then appends the call's
+  outbox entries. Moving a value between Redis and Lua costs about as much as a small command
+  here, so a record keeps its fields packed in a few hash fields (specialists.lua,
+  subtasks.lua), and the hot paths build no tables they do not need.
 ]]
--- redis.call exists only while a function runs (not while the library loads): bound by begin.
-local rcall
+
+-- redis.call exists only while a function runs (not while the library loads), and so do the
+-- standard libraries: `bind` (begin calls it) keeps what the library uses in locals, which are
+-- cheaper to reach than globals.
+local rcall, smatch, ssub, sformat, sfind, sgsub, sgmatch, sbyte, tconcat, tremove, tsort, tonum
+local mmin, mmax, mfloor, unpack_
+
+local function bind()
+  if rcall then return end
+  rcall, smatch, ssub, sformat = redis.call, string.match, string.sub, string.format
+  sfind, sgsub, sgmatch, sbyte = string.find, string.gsub, string.gmatch, string.byte
+  tconcat, tremove, tsort, tonum = table.concat, table.remove, table.sort, tonumber
+  mmin, mmax, mfloor, unpack_ = math.min, math.max, math.floor, unpack
+end
 
 -- The call in progress (set by begin).
-local NOW, P, META, TYPE, POL
+local NOW, NOW_TEXT, P, META, TYPE, POL
 
 -- Slot meta key -> decoded policy, for the fingerprint it was decoded under.
 local POLICIES = {}
 
--- Per call: records read (false: known missing), and which fields of which records changed.
-local SPECS, SUBS
-local SPEC_DIRTY, SPEC_ORDER, SUB_DIRTY, SUB_ORDER
--- Per call: subtasks created (id -> true) and changed (in order), for the outbox; whether
--- dependents in other slots were left notices.
-local CREATED, TOUCHED, TOUCHED_ORDER, NOTIFIED
--- Per call: the completion report that finished a subtask ({id, ok, ms, q}), for its outbox entry.
-local REPORT
--- Per call: answers of "could anyone of this type serve these capabilities".
-local CAPABLE
+-- Per call: records read (id -> record, false: known missing); records to write (in order);
+-- subtasks changed, for the outbox (in order); whether dependents in other slots were left
+-- notices; the completion report that finished a subtask ({id, ok, ms, q}); answers of "could
+-- anyone of this type serve these capabilities" (made on first use).
+local SPECS, SUBS, SPEC_WRITES, SUB_WRITES, TOUCHED, NOTIFIED, REPORT, CAPABLE
 
 local function decode_policy(meta)
   local flat = rcall('HGETALL', meta)
   local raw = {}
   for i = 1, #flat, 2 do raw[flat[i]] = flat[i + 1] end
-  local weights = {tonumber(raw.wc), tonumber(raw.wl), tonumber(raw.wa), tonumber(raw.wp)}
+  local weights = {tonum(raw.wc), tonum(raw.wl), tonum(raw.wa), tonum(raw.wp)}
   return {
     fp = raw.fp, type = raw.type, fallback = raw.fb or '', weights = weights,
-    default_max = tonumber(raw.dmc), lease_ttl = tonumber(raw.ttl),
-    max_attempts = tonumber(raw.ma), outbox_bound = tonumber(raw.ob),
-    outbox = tonumber(raw.ob) > 0, channel = raw.ch, retention = tonumber(raw.ret),
+    default_max = tonum(raw.dmc), lease_ttl = tonum(raw.ttl),
+    max_attempts = tonum(raw.ma), outbox_bound = tonum(raw.ob),
+    outbox = tonum(raw.ob) > 0, channel = raw.ch, retention = tonum(raw.ret),
     namespace = raw.ns
   }
 end
@@ -57,7 +66,7 @@ end
 -- directory key naming nothing, {E.POLICY, fingerprint found, meta key} when the slot runs other
 -- rules (or was never set up: fingerprint '').
 local function begin(keys, args, missing)
-  rcall = redis.call
+  bind()
   local namespace = args[3]
   if namespace ~= '' then
     local bound = rcall('GET', keys[1])
@@ -75,17 +84,16 @@ local function begin(keys, args, missing)
   end
   POL = policy
   TYPE = policy.type
-  P = string.sub(META, 1, #META - 4)
+  P = ssub(META, 1, #META - 4)
   if args[2] ~= '' then
-    NOW = tonumber(args[2])
+    NOW = tonum(args[2])
   else
     local time = rcall('TIME')
-    NOW = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+    NOW = time[1] * 1000 + mfloor(time[2] / 1000)
   end
-  SPECS, SUBS = {}, {}
-  SPEC_DIRTY, SPEC_ORDER, SUB_DIRTY, SUB_ORDER = {}, {}, {}, {}
-  CREATED, TOUCHED, TOUCHED_ORDER, NOTIFIED, REPORT = {}, {}, {}, false, nil
-  CAPABLE = {}
+  NOW_TEXT = sformat('%d', NOW)
+  SPECS, SUBS, SPEC_WRITES, SUB_WRITES, TOUCHED = {}, {}, {}, {}, {}
+  NOTIFIED, REPORT, CAPABLE = false, nil, nil
   return nil
 end
 

@@ -14,7 +14,7 @@
 -- Marks a subtask finished without settling its dependents (the caller does).
 local function mark_finished(r, state, detail)
   sub_set(r, 'st', state)
-  sub_set(r, 'fin', NOW)
+  sub_set(r, 'fin', NOW_TEXT)
   if detail then sub_set(r, 'det', detail) end
   rcall('ZADD', P .. 'done', NOW, r.id)
   touch(r)
@@ -39,7 +39,7 @@ local function settle_one(dependent_id, dependency_id, state, pending)
   end
   if not waited then return end
   if state == 'COMPLETED' then
-    sub_set(d, 'wait', table.concat(still, ' '))
+    sub_set(d, 'wait', tconcat(still, ' '))
     touch(d)
     if #still == 0 then
       unblock(d)
@@ -55,14 +55,14 @@ end
 -- Settles the dependents of finished subtasks (and, transitively, of those that fail with them).
 local function settle_from(pending)
   while #pending > 0 do
-    local dependency = table.remove(pending)
+    local dependency = tremove(pending)
     if dependency.hd == '1' then
       local list = P .. 'deps:' .. dependency.id
       local waiting = rcall('LRANGE', list, 0, -1)
       rcall('DEL', list)
       for i = 1, #waiting do
         local entry = waiting[i]
-        local target_type, target_id = string.match(entry, '^%z([^%z]*)%z(.*)$')
+        local target_type, target_id = smatch(entry, '^%z([^%z]*)%z(.*)$')
         if target_type then
           rcall('RPUSH', P .. 'notify', target_type .. ' ' .. target_id .. ' ' .. dependency.id
             .. ' ' .. dependency.st)
@@ -84,7 +84,7 @@ end
 -- subtask with them after the call: depend there).
 local function block(r, waiting, remote)
   sub_set(r, 'st', 'BLOCKED')
-  sub_set(r, 'wait', table.concat(waiting, ' '))
+  sub_set(r, 'wait', tconcat(waiting, ' '))
   local remote_waits = {}
   for i = 1, #waiting do
     local dependency_id = waiting[i]
@@ -98,7 +98,7 @@ local function block(r, waiting, remote)
       if dependency and dependency.hd ~= '1' then sub_set(dependency, 'hd', '1') end
     end
   end
-  sub_set(r, 'rw', table.concat(remote_waits, ' '))
+  sub_set(r, 'rw', tconcat(remote_waits, ' '))
   rcall('SADD', P .. 'blocked', r.id)
 end
 
@@ -123,26 +123,46 @@ local function free_holder_slot(s, r)
   if rcall('ZREM', P .. 'held:' .. s.id, r.id) == 1 then spec_set(s, 'act', s.act - 1) end
 end
 
--- Puts a subtask whose holder is gone back at the head of its queue, or fails it when out of
--- attempts (spent: a release or a lapsed lease). Returns true when it was requeued.
-local function requeue_or_fail(r, spent, detail)
+-- Takes a subtask from its holder: false when that spent its last attempt (it is FAILED).
+local function take_back(r, spent, detail)
   sub_set(r, 'hold', '')
   sub_set(r, 'det', detail)
   touch(r)
   if spent then
     local max_attempts = POL.max_attempts
-    if r.att >= max_attempts then
+    if tonum(r.att) >= max_attempts then
       finish(r, 'FAILED', detail .. '; no attempts left (' .. max_attempts .. ' of '
         .. max_attempts .. ' spent)')
       return false
     end
-    sub_set(r, 'att', r.att + 1)
+    sub_set(r, 'att', sformat('%d', tonum(r.att) + 1))
   end
+  return true
+end
+
+-- Puts a subtask whose holder is gone back at the head of its queue, or fails it when out of
+-- attempts (spent: a release or a lapsed lease). Returns true when it was requeued.
+local function requeue_or_fail(r, spent, detail)
+  if not take_back(r, spent, detail) then return false end
   enqueue(r, true)
   return true
 end
 
--- The refusal when the caller is not the holder of an ASSIGNED subtask under its current epoch.
+-- A subtask whose holder handed it back goes to whoever can take it now, else to the head of
+-- its queue (where it would be taken from at once: the same outcome without the queue's writes).
+local function requeue_or_place(r, detail)
+  if not take_back(r, true, detail) then return end
+  local best = pick(r)
+  if best then
+    hand_out(r, best.s, best.matched, best.performance)
+  else
+    enqueue(r, true)
+  end
+end
+
+
+-- The refusal when the caller is not the holder of an ASSIGNED subtask under its current epoch
+-- (epochs are compared as decimal text, as both sides write them).
 local function fenced(r, specialist_id, epoch)
   if not r then return refuse(E.SUBTASK_NOT_FOUND) end
   if r.st ~= 'ASSIGNED' or r.hold == '' then return refuse(E.NOT_ASSIGNED, r.st) end

@@ -13,13 +13,14 @@
 
 -- Learned factors a subtask keeps: "<wc> <wl> <wa> <wp> <id> <factor> ...", decoded once per call.
 local function learned_of(r)
-  if r.lf == nil or r.lf == '' then return nil end
-  if r.learned == nil then
+  sub_static(r)
+  if r.lf == '' then return nil end
+  if not r.learned then
     local items = split(r.lf)
     local factors = {}
     for i = 5, #items, 2 do factors[items[i]] = items[i + 1] end
     r.learned = {
-      weights = {tonumber(items[1]), tonumber(items[2]), tonumber(items[3]), tonumber(items[4])},
+      weights = {tonum(items[1]), tonum(items[2]), tonum(items[3]), tonum(items[4])},
       weights_text = items[1] .. ' ' .. items[2] .. ' ' .. items[3] .. ' ' .. items[4],
       factors = factors
     }
@@ -27,19 +28,22 @@ local function learned_of(r)
   return r.learned
 end
 
-local function excluded_of(r)
-  if not r.excl_set then r.excl_set = set_of(split(r.excl)) end
-  return r.excl_set
+-- Whether a specialist released it (and is not offered it again).
+local function excluded(r, specialist_id)
+  if r.excl == '' then return false end
+  if not r.excluded then r.excluded = set_of(split(r.excl)) end
+  return r.excluded[specialist_id] == true
 end
 
-local function capabilities_suffice(r, caps)
-  local required = sub_required(r)
-  if #required == 0 then return true, 0 end
+-- Whether the specialist has what the subtask needs, and how many of its capabilities it has.
+local function capabilities_suffice(r, s)
+  local needles = sub_needles(r)
+  if #needles == 0 then return true, 0 end
   local matched = 0
-  for i = 1, #required do
-    if caps[required[i]] then matched = matched + 1 end
+  for i = 1, #needles do
+    if spec_has(s, needles[i]) then matched = matched + 1 end
   end
-  if r.all == '1' then return matched == #required, matched end
+  if r.all == '1' then return matched == #needles, matched end
   return matched > 0, matched
 end
 
@@ -47,9 +51,8 @@ end
 -- input; nil when it is not eligible.
 local function consider(r, s)
   if not s or free_slots(s) <= 0 then return nil end
-  local _, caps = spec_caps(s)
-  local suffices, matched = capabilities_suffice(r, caps)
-  if not suffices or excluded_of(r)[s.id] then return nil end
+  local suffices, matched = capabilities_suffice(r, s)
+  if not suffices or excluded(r, s.id) then return nil end
   local weights = POL.weights
   local performance = spec_performance(s)
   local performance_text = s.ws .. '/' .. s.wn
@@ -58,7 +61,7 @@ local function consider(r, s)
     weights = learned.weights
     local factor = learned.factors[s.id]
     if factor then
-      performance = clamp_unit(tonumber(factor))
+      performance = clamp_unit(tonum(factor))
       performance_text = factor
     end
   end
@@ -71,11 +74,11 @@ end
 
 -- Tie-break order of free-index members: fewer held, assigned longest ago, smaller id (bytes).
 local function member_less(a, b)
-  local held_a, held_b = tonumber(string.sub(a, 1, 10)), tonumber(string.sub(b, 1, 10))
+  local held_a, held_b = tonum(ssub(a, 1, 10)), tonum(ssub(b, 1, 10))
   if held_a ~= held_b then return held_a < held_b end
-  local last_a, last_b = tonumber(string.sub(a, 12, 31)), tonumber(string.sub(b, 12, 31))
+  local last_a, last_b = tonum(ssub(a, 12, 31)), tonum(ssub(b, 12, 31))
   if last_a ~= last_b then return last_a < last_b end
-  return bytes_less(string.sub(a, 33), string.sub(b, 33))
+  return bytes_less(ssub(a, 33), ssub(b, 33))
 end
 
 -- The best eligible specialist: {s, score, matched, performance text}, or nil. With learned
@@ -92,12 +95,12 @@ local function pick(r)
     for i = 1, #entries, 2 do
       local member = entries[i]
       if member == SENTINEL then return best end
-      local bound = -tonumber(entries[i + 1])
+      local bound = -tonum(entries[i + 1])
       if prune and best and (bound < best.score
         or (bound == best.score and member_less(best.member, member))) then
         return best
       end
-      local s = spec_get(string.sub(member, 33))
+      local s = spec_get(ssub(member, 33))
       local score, matched, performance = consider(r, s)
       if score and (not best or score > best.score
         or (score == best.score and member_less(member, best.member))) then
@@ -112,7 +115,7 @@ local function pick(r)
     end
     if #entries < batch * 2 then return best end
     offset = offset + batch
-    batch = math.min(batch * 4, 64)
+    batch = mmin(batch * 4, 64)
   end
 end
 
@@ -128,8 +131,8 @@ local function hand_out(r, s, matched, performance)
   refile(s)
   sub_set(r, 'st', 'ASSIGNED')
   sub_set(r, 'hold', s.id)
-  sub_set(r, 'ep', epoch)
-  sub_set(r, 'at', NOW)
+  sub_set(r, 'ep', sformat('%d', epoch))
+  sub_set(r, 'at', NOW_TEXT)
   sub_set(r, 'bd', inputs)
   rcall('ZADD', P .. 'held:' .. s.id, epoch, r.id)
   touch(r)
@@ -157,14 +160,14 @@ local function place_queued(r)
 end
 
 -- The first subtask of one queue index, after `lower`, that the specialist can take.
-local function first_servable(index_key, lower, s, caps)
+local function first_servable(index_key, lower, s)
   while true do
     local entries = rcall('ZRANGE', index_key, lower, '+inf', 'BYSCORE', 'LIMIT', 0, 32,
       'WITHSCORES')
     if #entries == 0 then return nil, lower end
     for i = 1, #entries, 2 do
-      local r = sub_get(entries[i])
-      if r and capabilities_suffice(r, caps) and not excluded_of(r)[s.id] then
+      local r = sub_get(entries[i], true)
+      if r and capabilities_suffice(r, s) and not excluded(r, s.id) then
         return r, lower
       end
       lower = '(' .. entries[i + 1]
@@ -178,7 +181,7 @@ end
 local function drain_for(s)
   if not s or free_slots(s) <= 0 then return end
   if rcall('EXISTS', P .. 'queue') == 0 then return end
-  local caps_list, caps = spec_caps(s)
+  local caps_list = spec_caps(s)
   local index_keys = {P .. 'qany'}
   for i = 1, #caps_list do index_keys[i + 1] = P .. 'qcap:' .. caps_list[i] end
   local cursors = {}
@@ -186,10 +189,10 @@ local function drain_for(s)
   while free_slots(s) > 0 do
     local chosen, chosen_score = nil, nil
     for i = 1, #index_keys do
-      local r, lower = first_servable(index_keys[i], cursors[i], s, caps)
+      local r, lower = first_servable(index_keys[i], cursors[i], s)
       cursors[i] = lower
       if r then
-        local queue_score = tonumber(r.qs)
+        local queue_score = tonum(r.qs)
         if not chosen or queue_score < chosen_score then
           chosen, chosen_score = r, queue_score
         end
@@ -210,6 +213,6 @@ local function place_all(records)
     local r = records[i]
     if r.st == 'QUEUED' then ordered[#ordered + 1] = r end
   end
-  table.sort(ordered, function(a, b) return tonumber(a.qs) < tonumber(b.qs) end)
+  tsort(ordered, function(a, b) return tonum(a.qs) < tonum(b.qs) end)
   for i = 1, #ordered do place_queued(ordered[i]) end
 end

@@ -14,6 +14,7 @@ local function queue_index_keys(r)
 end
 
 local function enqueue(r, at_head)
+  sub_static(r)
   local seq
   if at_head then
     seq = rcall('DECR', P .. 'hseq')
@@ -27,7 +28,7 @@ local function enqueue(r, at_head)
   rcall('ZADD', P .. 'qage', NOW, r.id)
   sub_set(r, 'st', 'QUEUED')
   sub_set(r, 'qs', int_text(score))
-  sub_set(r, 'enq', NOW)
+  sub_set(r, 'enq', NOW_TEXT)
   touch(r)
 end
 

@@ -1,75 +1,134 @@
 --[[
   subtasks: the record `t:<id>` (hash) and the view replies carry.
 
-  Record fields: spec (the subtask as submitted, opaque bytes only Rust reads: the payload is in
-  it), caps (required capabilities, space-joined), all ('1': require all), prio, cr (created ms),
-  st (state), att (attempt), hold (holder id, '' none; kept after a report finished it), ep
-  (epoch), at (assigned ms), bd (the score breakdown's inputs, see pick.lua), qs (queue score,
-  '' when not queued), enq (enqueued ms), wait (ids it is blocked on), rw (dependencies in other
-  slots it waits on: id type pairs), excl (specialists that released it), det (detail), fin
-  (finished ms, '' unfinished), lf (learned factors, '' none), hd ('1': dependents wait on it),
-  from (the type that forwarded it here, '' none), vd (the type whose stale claim on the id was
-  voided, '' none): the retention removes the marks those two types keep.
+  Record fields:
+    spec  the subtask as submitted: opaque bytes only Rust reads (the payload is in it)
+    k     what the rules read of the spec, tab-joined: caps (required capabilities,
+          space-joined), all ('1': require all), prio, lf (learned factors, '' none), from (the
+          type that forwarded it here, '' none), vd (the type whose stale claim on the id was
+          voided, '' none; the retention removes the marks those two types keep)
+    v     its assignment state, tab-joined (the view replies and events carry as it is): st
+          (state), att (attempt), hold (holder id, '' none; kept after a report finished it),
+          ep (epoch), at (assigned ms), bd (the breakdown's inputs, pick.lua), qs (queue score,
+          '' unless queued), enq (enqueued ms), wait (ids it is blocked on), rw (dependencies
+          in other slots it waits on: id type pairs), excl (specialists that released it), cr
+          (created ms), fin (finished ms, '' unfinished), hd ('1': dependents wait on it), det
+          (detail: last, the one field that may hold any text)
 ]]
 
-local function sub_get(id)
-  local cached = SUBS[id]
-  if cached ~= nil then return cached or nil end
-  local v = rcall('HMGET', P .. 't:' .. id, 'st', 'att', 'hold', 'ep', 'at', 'bd', 'qs', 'enq',
-    'wait', 'rw', 'excl', 'det', 'fin', 'caps', 'all', 'prio', 'lf', 'cr', 'hd', 'from', 'vd')
-  if not v[1] then
-    SUBS[id] = false
-    return nil
-  end
-  local r = {
-    id = id, st = v[1], att = tonumber(v[2]), hold = v[3], ep = tonumber(v[4]), at = v[5],
-    bd = v[6], qs = v[7], enq = v[8], wait = v[9], rw = v[10], excl = v[11], det = v[12],
-    fin = v[13], caps = v[14], all = v[15], prio = tonumber(v[16]), lf = v[17], cr = v[18],
-    hd = v[19], from = v[20], vd = v[21]
+local V_PATTERN = '^' .. '([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t'
+  .. '([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$'
+local K_PATTERN = '^([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)\t([^\t]*)$'
+
+local function sub_record(id, v)
+  local st, att, hold, ep, at, bd, qs, enq, wait, rw, excl, cr, fin, hd, det =
+    smatch(v, V_PATTERN)
+  return {
+    id = id, st = st, att = att, hold = hold, ep = ep, at = at, bd = bd,
+    qs = qs, enq = enq, wait = wait, rw = rw, excl = excl, cr = cr, fin = fin, hd = hd, det = det,
+    caps = false, all = false, prio = false, lf = false, from = false, vd = false, spec = false,
+    required = false, needles = false, learned = false, excluded = false, written = false,
+    new = false, touched = false, packed = false
   }
+end
+
+local function sub_load_static(r, k)
+  r.caps, r.all, r.prio, r.lf, r.from, r.vd = smatch(k, K_PATTERN)
+  r.prio = tonum(r.prio)
+end
+
+-- What the rules read of the spec (k), read once per call.
+local function sub_static(r)
+  if not r.caps then sub_load_static(r, rcall('HGET', P .. 't:' .. r.id, 'k')) end
+end
+
+-- with_static: read what the rules read of the spec too (k).
+local function sub_get(id, with_static)
+  local cached = SUBS[id]
+  if cached ~= nil then
+    if cached and with_static and not cached.caps then sub_static(cached) end
+    return cached or nil
+  end
+  local r
+  if with_static then
+    local values = rcall('HMGET', P .. 't:' .. id, 'v', 'k')
+    if not values[1] then
+      SUBS[id] = false
+      return nil
+    end
+    r = sub_record(id, values[1])
+    sub_load_static(r, values[2])
+  else
+    local v = rcall('HGET', P .. 't:' .. id, 'v')
+    if not v then
+      SUBS[id] = false
+      return nil
+    end
+    r = sub_record(id, v)
+  end
   SUBS[id] = r
   return r
 end
 
-local SUB_FIELDS = {'spec', 'caps', 'all', 'prio', 'cr', 'st', 'att', 'hold', 'ep', 'at', 'bd',
-  'qs', 'enq', 'wait', 'rw', 'excl', 'det', 'fin', 'lf', 'hd', 'from', 'vd'}
-
--- A record made in this call: every field is written by flush.
+-- A record made in this call: flush writes spec, k and v.
 local function sub_new(r)
   SUBS[r.id] = r
-  local dirty = {}
-  for i = 1, #SUB_FIELDS do dirty[SUB_FIELDS[i]] = true end
-  SUB_DIRTY[r.id] = dirty
-  SUB_ORDER[#SUB_ORDER + 1] = r.id
+  r.new = true
+  r.written = true
+  SUB_WRITES[#SUB_WRITES + 1] = r
 end
 
 local function sub_set(r, field, value)
   r[field] = value
-  local dirty = SUB_DIRTY[r.id]
-  if not dirty then
-    dirty = {}
-    SUB_DIRTY[r.id] = dirty
-    SUB_ORDER[#SUB_ORDER + 1] = r.id
+  r.packed = false
+  if not r.written then
+    r.written = true
+    SUB_WRITES[#SUB_WRITES + 1] = r
   end
-  dirty[field] = true
 end
 
 -- The record is deleted: nothing of it is written.
 local function sub_drop(id)
   SUBS[id] = false
-  SUB_DIRTY[id] = nil
 end
 
 -- Its required capabilities as a list, parsed once per call.
 local function sub_required(r)
-  if not r.required then r.required = split(r.caps) end
+  if not r.required then
+    sub_static(r)
+    r.required = split(r.caps)
+  end
   return r.required
+end
+
+-- Its required capabilities as " <cap> " needles for spec_has.
+local function sub_needles(r)
+  if not r.needles then
+    local required = sub_required(r)
+    local needles = {}
+    for i = 1, #required do needles[i] = ' ' .. required[i] .. ' ' end
+    r.needles = needles
+  end
+  return r.needles
 end
 
 -- The subtask as submitted (opaque): read only when a reply or an event carries it.
 local function sub_spec(r)
-  if r.spec == nil then r.spec = rcall('HGET', P .. 't:' .. r.id, 'spec') or '' end
+  if not r.spec then r.spec = rcall('HGET', P .. 't:' .. r.id, 'spec') or '' end
   return r.spec
+end
+
+-- The assignment state as stored (v); `revoked` ({holder, epoch, at, bd}) shows a revoked
+-- holder instead of the record's.
+local function pack_v(r, revoked)
+  if not revoked and r.packed then return r.packed end
+  local hold, ep, at, bd = r.hold, r.ep, r.at, r.bd
+  if revoked then hold, ep, at, bd = revoked[1], revoked[2], revoked[3], revoked[4] end
+  local v = r.st .. '\t' .. r.att .. '\t' .. hold .. '\t' .. ep .. '\t' .. at
+    .. '\t' .. bd .. '\t' .. r.qs .. '\t' .. r.enq .. '\t' .. r.wait .. '\t' .. r.rw .. '\t'
+    .. r.excl .. '\t' .. r.cr .. '\t' .. r.fin .. '\t' .. r.hd .. '\t' .. r.det
+  if not revoked then r.packed = v end
+  return v
 end
 
 local function queue_rank(subtask_id)
@@ -78,13 +137,9 @@ local function queue_rank(subtask_id)
   return rank + 1
 end
 
--- The assignment view as replies and events carry it: {id, routed type, state, attempt, holder,
--- epoch, assigned at, breakdown inputs, queue position ('' unless QUEUED), waiting on, detail,
--- created, finished}. `revoked`: {holder, epoch, at, bd} shown instead of the record's holder.
-local function view(r, revoked)
-  local holder, epoch, at, bd = r.hold, r.ep, r.at, r.bd
-  if revoked then holder, epoch, at, bd = revoked[1], revoked[2], revoked[3], revoked[4] end
+-- The view as replies carry it: {id, routed type, v, queue position ('' unless QUEUED)}.
+local function view(r)
   local position = ''
   if r.st == 'QUEUED' then position = queue_rank(r.id) end
-  return {r.id, TYPE, r.st, r.att, holder, epoch, at, bd, position, r.wait, r.det, r.cr, r.fin}
+  return {r.id, TYPE, pack_v(r), position}
 end

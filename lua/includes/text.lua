@@ -6,7 +6,7 @@
 local function split(text)
   local items = {}
   if text == nil or text == false or text == '' then return items end
-  for item in string.gmatch(text, '%S+') do items[#items + 1] = item end
+  for item in sgmatch(text, '%S+') do items[#items + 1] = item end
   return items
 end
 
@@ -19,9 +19,9 @@ end
 -- Byte order, as Rust compares strings (Lua's `<` follows the server's collation locale).
 local function bytes_less(a, b)
   if a == b then return false end
-  local length = math.min(#a, #b)
+  local length = mmin(#a, #b)
   for i = 1, length do
-    local x, y = string.byte(a, i), string.byte(b, i)
+    local x, y = sbyte(a, i), sbyte(b, i)
     if x ~= y then return x < y end
   end
   return #a < #b
@@ -29,5 +29,5 @@ end
 
 -- An integer as decimal text at full precision (Lua's own conversion keeps 14 digits).
 local function int_text(number)
-  return string.format('%d', number)
+  return sformat('%d', number)
 end

@@ -21,7 +21,7 @@ use crate::domain::subtask::{Subtask, WatchEvent, WatchEventKind};
 use crate::store::{Feed, FeedItem, StoreResult};
 
 use super::codec::decode_spec;
-use super::replies::{malformed, view_of_fields, ViewFields};
+use super::replies::{malformed, view_of_state};
 
 /// Events a subscriber may fall behind by before it is told to re-read its in-flight work.
 const FEED_CAPACITY: usize = 1024;
@@ -166,10 +166,10 @@ fn deliver(subscribers: &Mutex<Subscribers>, payload: &[u8], weights: &ScoringWe
     }
 }
 
-/// An event after its first line: kind, the view's fields, the detail's length, then the detail
-/// and the subtask as submitted.
+/// An event after its first line: kind, subtask id, routed type, queue position and the length
+/// of v, one per line, then v (the packed assignment state) and the subtask as submitted.
 fn decode_event(message: &[u8], weights: &ScoringWeights) -> StoreResult<WatchEvent> {
-    const HEAD_LINES: usize = 14;
+    const HEAD_LINES: usize = 5;
     let mut lines: Vec<&str> = Vec::with_capacity(HEAD_LINES);
     let mut at = 0;
     while lines.len() < HEAD_LINES {
@@ -186,41 +186,30 @@ fn decode_event(message: &[u8], weights: &ScoringWeights) -> StoreResult<WatchEv
         "REVOKED" => WatchEventKind::Revoked,
         _ => return Err(malformed("watch event kind")),
     };
-    let number = |text: &str| -> StoreResult<i64> {
-        text.parse().map_err(|_| malformed("watch event number"))
+    let position = if lines[3].is_empty() {
+        None
+    } else {
+        Some(
+            lines[3]
+                .parse()
+                .map_err(|_| malformed("watch event position"))?,
+        )
     };
-    let optional = |text: &str| -> StoreResult<Option<i64>> {
-        if text.is_empty() {
-            Ok(None)
-        } else {
-            number(text).map(Some)
-        }
-    };
-    let detail_length = number(lines[13])? as usize;
-    let detail_end = at
-        .checked_add(detail_length)
+    let length: usize = lines[4]
+        .parse()
+        .map_err(|_| malformed("watch event length"))?;
+    let state_end = at
+        .checked_add(length)
         .filter(|end| *end <= message.len())
-        .ok_or_else(|| malformed("watch event detail"))?;
-    let detail = std::str::from_utf8(&message[at..detail_end])
-        .map_err(|_| malformed("watch event detail"))?
-        .to_string();
-    let spec = decode_spec(&message[detail_end..])?;
-    let assignment = view_of_fields(
-        ViewFields {
-            id: lines[1].to_string(),
-            routed_type: lines[2].to_string(),
-            state: lines[3].to_string(),
-            attempt: number(lines[4])?,
-            holder: lines[5].to_string(),
-            epoch: number(lines[6])?,
-            assigned_at: optional(lines[7])?,
-            breakdown: lines[8].to_string(),
-            position: optional(lines[9])?,
-            waiting: lines[10].split_whitespace().map(String::from).collect(),
-            created: number(lines[11])?,
-            finished: optional(lines[12])?,
-            detail,
-        },
+        .ok_or_else(|| malformed("watch event state"))?;
+    let state =
+        std::str::from_utf8(&message[at..state_end]).map_err(|_| malformed("watch event state"))?;
+    let spec = decode_spec(&message[state_end..])?;
+    let assignment = view_of_state(
+        lines[1].to_string(),
+        lines[2].to_string(),
+        state,
+        position,
         weights,
     )?;
     Ok(WatchEvent {

@@ -1,10 +1,10 @@
 //! Outbox entries (what the functions append to a type's `outbox` stream, as flat fields) as
 //! domain history events. `k` names the kind:
-//! - `c` a subtask created, with the state the step left it in: id, st, att, hold, ep, bd, det, cr
-//!   and spec (the subtask as submitted);
-//! - `s` a subtask changed: id, st, att, hold, ep, bd, det;
-//! - `f` a subtask finished by a completion report: the fields of `s`, and the report's ok, ms
-//!   and q (its specialist and epoch are the holder's); two history events share its id;
+//! - `c` a subtask created, with the state the step left it in: id, v (its packed assignment
+//!   state, lua/includes/subtasks.lua) and spec (the subtask as submitted);
+//! - `s` a subtask changed: id, v;
+//! - `f` a subtask finished by a completion report: id, v, and the report's ok, ms and q (its
+//!   specialist and epoch are the holder's); two history events share its id;
 //! - `R` a registration: sp, caps, max, lab, av; `A` an availability: sp, av; `D` a
 //!   deregistration: sp.
 
@@ -19,7 +19,9 @@ use crate::domain::subtask::Subtask;
 use crate::store::{StoreError, StoreResult};
 
 use super::codec::decode_spec;
-use super::replies::{availability, breakdown, bytes, int, list, state, text};
+use super::replies::{
+    availability, breakdown, bytes, int, list, state as state_of, text, PackedState,
+};
 
 /// An entry's fields by name.
 pub struct Fields<'a> {
@@ -46,37 +48,43 @@ impl<'a> Fields<'a> {
         int(self.value(name)?)
     }
 
-    /// Holder, epoch and breakdown: the holder when one is named, its breakdown when it has one.
-    fn holder(
-        &self,
-        weights: &ScoringWeights,
-    ) -> StoreResult<(Option<String>, u64, Option<ScoreBreakdown>)> {
-        let holder = self.text("hold")?;
-        let epoch = self.int("ep")? as u64;
-        if holder.is_empty() {
-            return Ok((None, epoch, None));
-        }
-        let inputs = self.text("bd")?;
-        let scored = if inputs.is_empty() {
-            None
-        } else {
-            Some(breakdown(&inputs, weights)?)
-        };
-        Ok((Some(holder), epoch, scored))
+    /// The packed assignment state `v`.
+    fn state(&self) -> StoreResult<String> {
+        self.text("v")
     }
+}
+
+/// Holder, epoch and breakdown of a packed state: the holder when one is named, its breakdown
+/// when it has one.
+fn holder(
+    state: &PackedState<'_>,
+    weights: &ScoringWeights,
+) -> StoreResult<(Option<String>, u64, Option<ScoreBreakdown>)> {
+    let epoch = state.number(state.epoch)? as u64;
+    if state.holder.is_empty() {
+        return Ok((None, epoch, None));
+    }
+    let scored = if state.breakdown.is_empty() {
+        None
+    } else {
+        Some(breakdown(state.breakdown, weights)?)
+    };
+    Ok((Some(state.holder.to_string()), epoch, scored))
 }
 
 /// A subtask change (`s`, and the change part of `f`).
 fn changed(fields: &Fields<'_>, weights: &ScoringWeights) -> StoreResult<Change> {
-    let (specialist_id, epoch, breakdown) = fields.holder(weights)?;
+    let packed = fields.state()?;
+    let state = PackedState::parse(&packed)?;
+    let (specialist_id, epoch, breakdown) = holder(&state, weights)?;
     Ok(Change::SubtaskChanged {
         subtask_id: fields.text("id")?,
-        state: state(&fields.text("st")?)?,
-        attempt: fields.int("att")? as u32,
+        state: state_of(state.state)?,
+        attempt: state.number(state.attempt)? as u32,
         specialist_id,
         epoch,
         breakdown,
-        detail: fields.text("det")?,
+        detail: state.detail.to_string(),
     })
 }
 
@@ -101,10 +109,12 @@ pub fn decode(
     };
     let change = match fields.text("k")?.as_str() {
         "f" => {
+            let packed = fields.state()?;
+            let state = PackedState::parse(&packed)?;
             let report = Change::CompletionReported {
                 subtask_id: fields.text("id")?,
-                specialist_id: fields.text("hold")?,
-                epoch: fields.int("ep")? as u64,
+                specialist_id: state.holder.to_string(),
+                epoch: state.number(state.epoch)? as u64,
                 success: fields.text("ok")? == "1",
                 completion_time_ms: fields.int("ms")? as u64,
                 quality_score: fields
@@ -115,19 +125,21 @@ pub fn decode(
             return Ok(vec![event(changed(fields, weights)?), event(report)]);
         }
         "c" => {
-            let (specialist_id, epoch, breakdown) = fields.holder(weights)?;
+            let packed = fields.state()?;
+            let state = PackedState::parse(&packed)?;
+            let (specialist_id, epoch, breakdown) = holder(&state, weights)?;
             Change::SubtaskCreated {
                 subtask: Subtask {
                     spec: decode_spec(bytes(fields.value("spec")?)?)?,
-                    created_at_ms: fields.int("cr")?,
+                    created_at_ms: state.number(state.created)?,
                 },
                 routed_type: label.to_string(),
-                state: state(&fields.text("st")?)?,
-                attempt: fields.int("att")? as u32,
+                state: state_of(state.state)?,
+                attempt: state.number(state.attempt)? as u32,
                 specialist_id,
                 epoch,
                 breakdown,
-                detail: fields.text("det")?,
+                detail: state.detail.to_string(),
             }
         }
         "s" => changed(fields, weights)?,

@@ -139,31 +139,95 @@ pub fn breakdown(inputs: &str, policy: &ScoringWeights) -> StoreResult<ScoreBrea
     ))
 }
 
-/// A view: {id, routed type, state, attempt, holder, epoch, assigned at, breakdown inputs, queue
-/// position, waiting on, detail, created, finished} (lua/includes/subtasks.lua).
+/// A view: {id, routed type, v, queue position} (lua/includes/subtasks.lua).
 pub fn view(value: &Value, weights: &ScoringWeights) -> StoreResult<AssignmentView> {
     let fields = items(value)?;
-    if fields.len() != 13 {
+    if fields.len() != 4 {
         return Err(malformed("view"));
     }
+    view_of_state(
+        text(&fields[0])?,
+        text(&fields[1])?,
+        &text(&fields[2])?,
+        optional_int(&fields[3])?,
+        weights,
+    )
+}
+
+/// A view from its id, routed type, packed state `v` and queue position.
+pub fn view_of_state(
+    id: String,
+    routed_type: String,
+    v: &str,
+    position: Option<i64>,
+    weights: &ScoringWeights,
+) -> StoreResult<AssignmentView> {
+    let state = PackedState::parse(v)?;
     view_of_fields(
         ViewFields {
-            id: text(&fields[0])?,
-            routed_type: text(&fields[1])?,
-            state: text(&fields[2])?,
-            attempt: int(&fields[3])?,
-            holder: text(&fields[4])?,
-            epoch: int(&fields[5])?,
-            assigned_at: optional_int(&fields[6])?,
-            breakdown: text(&fields[7])?,
-            position: optional_int(&fields[8])?,
-            waiting: list(&fields[9])?,
-            detail: text(&fields[10])?,
-            created: int(&fields[11])?,
-            finished: optional_int(&fields[12])?,
+            id,
+            routed_type,
+            state: state.state.to_string(),
+            attempt: state.number(state.attempt)?,
+            holder: state.holder.to_string(),
+            epoch: state.number(state.epoch)?,
+            assigned_at: state.optional(state.assigned_at)?,
+            breakdown: state.breakdown.to_string(),
+            position,
+            waiting: state.waiting.split_whitespace().map(String::from).collect(),
+            detail: state.detail.to_string(),
+            created: state.number(state.created)?,
+            finished: state.optional(state.finished)?,
         },
         weights,
     )
+}
+
+/// A subtask's packed assignment state `v` (lua/includes/subtasks.lua), split; the fields a view
+/// does not show are skipped.
+pub struct PackedState<'a> {
+    pub state: &'a str,
+    pub attempt: &'a str,
+    pub holder: &'a str,
+    pub epoch: &'a str,
+    pub assigned_at: &'a str,
+    pub breakdown: &'a str,
+    pub waiting: &'a str,
+    pub created: &'a str,
+    pub finished: &'a str,
+    pub detail: &'a str,
+}
+
+impl<'a> PackedState<'a> {
+    pub fn parse(v: &'a str) -> StoreResult<Self> {
+        let parts: Vec<&str> = v.splitn(15, '\t').collect();
+        if parts.len() != 15 {
+            return Err(malformed("packed subtask state"));
+        }
+        Ok(Self {
+            state: parts[0],
+            attempt: parts[1],
+            holder: parts[2],
+            epoch: parts[3],
+            assigned_at: parts[4],
+            breakdown: parts[5],
+            waiting: parts[8],
+            created: parts[11],
+            finished: parts[12],
+            detail: parts[14],
+        })
+    }
+
+    pub fn number(&self, text: &str) -> StoreResult<i64> {
+        text.parse().map_err(|_| malformed("packed subtask number"))
+    }
+
+    pub fn optional(&self, text: &str) -> StoreResult<Option<i64>> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        self.number(text).map(Some)
+    }
 }
 
 /// A view's fields, however they travelled (a reply, a watch message).
@@ -212,31 +276,41 @@ pub fn view_of_fields(fields: ViewFields, weights: &ScoringWeights) -> StoreResu
     })
 }
 
-/// A specialist: {id, type, capabilities, max, labels, availability, active, registered,
-/// heartbeat, lease, window successes, window outcomes} (lua/includes/specialists.lua).
+/// A specialist: {id, type, capabilities, r, d} (lua/includes/specialists.lua: r is max,
+/// availability, lease, active, last epoch, free member, window successes and outcomes; d is
+/// registered, heartbeat and labels, tab-joined).
 pub fn specialist(value: &Value) -> StoreResult<Specialist> {
     let fields = items(value)?;
-    if fields.len() != 12 {
+    if fields.len() != 5 {
         return Err(malformed("specialist"));
     }
-    let labels_text = text(&fields[4])?;
-    let labels: BTreeMap<String, String> = if labels_text.is_empty() {
+    let routing = text(&fields[3])?;
+    let r: Vec<&str> = routing.split('\t').collect();
+    let display = text(&fields[4])?;
+    let d: Vec<&str> = display.splitn(3, '\t').collect();
+    if r.len() != 8 || d.len() != 3 {
+        return Err(malformed("specialist parts"));
+    }
+    let number = |text: &str| -> StoreResult<i64> {
+        text.parse().map_err(|_| malformed("specialist number"))
+    };
+    let labels: BTreeMap<String, String> = if d[2].is_empty() {
         BTreeMap::new()
     } else {
-        serde_json::from_str(&labels_text).map_err(|_| malformed("labels"))?
+        serde_json::from_str(d[2]).map_err(|_| malformed("labels"))?
     };
     Ok(Specialist {
         specialist_id: text(&fields[0])?,
         specialist_type: text(&fields[1])?,
         capabilities: list(&fields[2])?,
-        max_concurrency: int(&fields[3])? as u32,
+        max_concurrency: number(r[0])? as u32,
         labels,
-        availability: availability(&text(&fields[5])?)?,
-        active_assignments: int(&fields[6])? as u32,
-        registered_at_ms: int(&fields[7])?,
-        last_heartbeat_at_ms: int(&fields[8])?,
-        lease_expires_at_ms: int(&fields[9])?,
-        performance: window_performance(int(&fields[10])? as u32, int(&fields[11])? as u32),
+        availability: availability(r[1])?,
+        active_assignments: number(r[3])? as u32,
+        registered_at_ms: number(d[0])?,
+        last_heartbeat_at_ms: number(d[1])?,
+        lease_expires_at_ms: number(r[2])?,
+        performance: window_performance(number(r[6])? as u32, number(r[7])? as u32),
     })
 }
 

@@ -287,7 +287,10 @@ impl RedisStore {
             let state: Option<String> = match &slot {
                 Some(slot) => {
                     let record = self.keys.subtask_record(slot, dependency);
-                    self.query(&command(&["HGET", &record, "st"])).await?
+                    let packed: Option<String> =
+                        self.query(&command(&["HGET", &record, "v"])).await?;
+                    // The state is the packed state's first field (lua/includes/subtasks.lua).
+                    packed.map(|packed| packed.split('\t').next().unwrap_or_default().to_string())
                 }
                 None => None,
             };
