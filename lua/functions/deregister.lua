@@ -20,12 +20,12 @@ local function fn_deregister(KEYS, ARGV)
   capabilities_changed()
   if s.fm ~= '' then rcall('ZREM', P .. 'free', s.fm) end
   rcall('ZREM', P .. 'leases', id)
-  local held = held_newest_first(id)
+  local held = held_newest_first(s)
   spec_perf(s)
   if s.pn > 0 then
     rcall('HSET', P .. 'perf:' .. id, 'n', s.pn, 'ok', s.pok, 'q', s.pq, 't', s.pt, 'w', s.w)
   end
-  rcall('DEL', P .. 's:' .. id, P .. 'held:' .. id)
+  rcall('DEL', P .. 's:' .. id)
   spec_drop(id)
   for i = 1, #held do
     local r = held[i]

@@ -24,10 +24,10 @@ local function fn_expire(KEYS, ARGV)
     local s = spec_get(id)
     if s and (s.av ~= 'offline' or s.act > 0) then
       local was_offline = s.av == 'offline'
-      local held = held_newest_first(id)
+      local held = held_newest_first(s)
       spec_set(s, 'av', 'offline')
       spec_set(s, 'act', 0)
-      rcall('DEL', P .. 'held:' .. id)
+      spec_set(s, 'hl', '')
       refile(s)
       for j = 1, #held do
         local r = held[j]

@@ -36,9 +36,10 @@ local function fn_in_flight(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
   if refused then return refused end
   local id = ARGV[4]
-  if rcall('EXISTS', P .. 's:' .. id) == 0 then return refuse(E.SPECIALIST_NOT_FOUND) end
+  local s = spec_get(id)
+  if not s then return refuse(E.SPECIALIST_NOT_FOUND) end
   local events = {}
-  local held = rcall('ZRANGE', P .. 'held:' .. id, 0, -1)
+  local held = split(s.hl)
   for i = 1, #held do
     local r = sub_get(held[i])
     if r then events[#events + 1] = {view(r), sub_spec(r)} end

@@ -54,7 +54,7 @@ local function fn_register(KEYS, ARGV)
     local perf = rcall('HMGET', perf_key, 'n', 'ok', 'q', 't', 'w')
     local window = perf[5] or ''
     s = {
-      id = id, caps = caps, max = max, av = ARGV[8], lease = lease, act = 0, lseq = 0, fm = '',
+      id = id, caps = caps, max = max, av = ARGV[8], lease = lease, act = 0, lseq = 0, fm = '', hl = '',
       ws = window_successes(window), wn = #window, pn = tonum(perf[1] or '0'),
       pok = tonum(perf[2] or '0'), pq = perf[3] or '0', pt = perf[4] or '0', w = window,
       reg = NOW_TEXT, hb = NOW_TEXT, lab = ARGV[7], padded = false, list = false, dirty = false,

@@ -37,7 +37,8 @@ local function fn_adopt(KEYS, ARGV)
     'ob', ARGV[11], 'ch', ARGV[12], 'ret', ARGV[13], 'ns', ARGV[14])
   rcall('ZADD', prefix .. 'free', 'inf', SENTINEL)
   rcall('ZADD', prefix .. 'leases', 'inf', SENTINEL)
-  POLICIES[meta] = nil
+  -- Calls of this library under the replaced rules are refused from now on (begin reads back).
+  POLICIES = {}
   if not current then return {0, 'new'} end
   begin({meta}, {fingerprint, '', ''}, E.SPECIALIST_NOT_FOUND)
   local ids = rcall('ZRANGE', P .. 'specs', 0, -1)

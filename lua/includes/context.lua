@@ -39,8 +39,10 @@ end
 -- The call in progress (set by begin).
 local NOW, NOW_TEXT, P, META, TYPE, POL
 
--- Slot meta key -> decoded policy, for the fingerprint it was decoded under.
+-- Slot meta key -> decoded policy, for the fingerprint it was decoded under, and when the slot's
+-- fingerprint was last read back.
 local POLICIES = {}
+local POLICY_RECHECK_MS = 1000
 
 -- Per call: records read (id -> record, false: known missing); records to write (in order);
 -- subtasks changed, for the outbox (in order); whether dependents in other slots were left
@@ -54,7 +56,7 @@ local function decode_policy(meta)
   for i = 1, #flat, 2 do raw[flat[i]] = flat[i + 1] end
   local weights = {tonum(raw.wc), tonum(raw.wl), tonum(raw.wa), tonum(raw.wp)}
   return {
-    fp = raw.fp, type = raw.type, fallback = raw.fb or '', weights = weights,
+    fp = raw.fp, checked = 0, type = raw.type, fallback = raw.fb or '', weights = weights,
     default_max = tonum(raw.dmc), lease_ttl = tonum(raw.ttl),
     max_attempts = tonum(raw.ma), outbox_bound = tonum(raw.ob),
     outbox = tonum(raw.ob) > 0, channel = raw.ch, retention = tonum(raw.ret),
@@ -75,16 +77,6 @@ local function begin(keys, args, missing)
   else
     META = keys[1]
   end
-  local fingerprint = rcall('HGET', META, 'fp')
-  if fingerprint ~= args[1] then return {E.POLICY, fingerprint or '', META} end
-  local policy = POLICIES[META]
-  if not policy or policy.fp ~= fingerprint then
-    policy = decode_policy(META)
-    POLICIES[META] = policy
-  end
-  POL = policy
-  TYPE = policy.type
-  P = ssub(META, 1, #META - 4)
   if args[2] ~= '' then
     NOW = tonum(args[2])
   else
@@ -92,6 +84,23 @@ local function begin(keys, args, missing)
     NOW = time[1] * 1000 + mfloor(time[2] / 1000)
   end
   NOW_TEXT = sformat('%d', NOW)
+  local policy = POLICIES[META]
+  if not policy or policy.fp ~= args[1] or NOW - policy.checked >= POLICY_RECHECK_MS
+    or NOW < policy.checked then
+    -- Read back from the slot at most every POLICY_RECHECK_MS: a replica whose rules another
+    -- replica replaced is refused within that (adopt in this library clears the cache at once).
+    local fingerprint = rcall('HGET', META, 'fp')
+    if fingerprint ~= args[1] then
+      POLICIES[META] = nil
+      return {E.POLICY, fingerprint or '', META}
+    end
+    if not policy or policy.fp ~= fingerprint then policy = decode_policy(META) end
+    policy.checked = NOW
+    POLICIES[META] = policy
+  end
+  POL = policy
+  TYPE = policy.type
+  P = ssub(META, 1, #META - 4)
   SPECS, SUBS, SPEC_WRITES, SUB_WRITES, TOUCHED = {}, {}, {}, {}, {}
   NOTIFIED, REPORT, CAPABLE = false, nil, nil
   return nil

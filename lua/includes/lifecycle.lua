@@ -120,7 +120,11 @@ end
 -- Frees the holder's slot for a subtask (the caller refiles it).
 local function free_holder_slot(s, r)
   if not s then return end
-  if rcall('ZREM', P .. 'held:' .. s.id, r.id) == 1 then spec_set(s, 'act', s.act - 1) end
+  local held, was = list_remove(s.hl, r.id)
+  if was then
+    spec_set(s, 'hl', held)
+    spec_set(s, 'act', s.act - 1)
+  end
 end
 
 -- Takes a subtask from its holder: false when that spent its last attempt (it is FAILED).
@@ -172,10 +176,10 @@ local function fenced(r, specialist_id, epoch)
 end
 
 -- Held subtasks, newest epoch first, so inserting each at the queue head leaves the oldest first.
-local function held_newest_first(specialist_id)
-  local ids = rcall('ZREVRANGE', P .. 'held:' .. specialist_id, 0, -1)
+local function held_newest_first(s)
+  local ids = split(s.hl)
   local records = {}
-  for i = 1, #ids do
+  for i = #ids, 1, -1 do
     local r = sub_get(ids[i])
     if r then records[#records + 1] = r end
   end

@@ -134,7 +134,7 @@ local function hand_out(r, s, matched, performance)
   sub_set(r, 'ep', sformat('%d', epoch))
   sub_set(r, 'at', NOW_TEXT)
   sub_set(r, 'bd', inputs)
-  rcall('ZADD', P .. 'held:' .. s.id, epoch, r.id)
+  spec_set(s, 'hl', list_append(s.hl, r.id))
   touch(r)
   publish(s.id, 'ASSIGNED', r)
 end

@@ -27,6 +27,20 @@ local function bytes_less(a, b)
   return #a < #b
 end
 
+-- `list` (space-joined) without `item`, and whether it was there.
+local function list_remove(list, item)
+  local padded = ' ' .. list .. ' '
+  local from, to = sfind(padded, ' ' .. item .. ' ', 1, true)
+  if not from then return list, false end
+  return ssub(ssub(padded, 1, from) .. ssub(padded, to + 1), 2, -2), true
+end
+
+-- `list` (space-joined) with `item` at the end.
+local function list_append(list, item)
+  if list == '' then return item end
+  return list .. ' ' .. item
+end
+
 -- An integer as decimal text at full precision (Lua's own conversion keeps 14 digits).
 local function int_text(number)
   return sformat('%d', number)

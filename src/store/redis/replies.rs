@@ -277,18 +277,18 @@ pub fn view_of_fields(fields: ViewFields, weights: &ScoringWeights) -> StoreResu
 }
 
 /// A specialist: {id, type, capabilities, r, d} (lua/includes/specialists.lua: r is max,
-/// availability, lease, active, last epoch, free member, window successes and outcomes; d is
-/// registered, heartbeat and labels, tab-joined).
+/// availability, lease, active, last epoch, free member, window successes and outcomes, held
+/// subtasks; d is registered, heartbeat and labels, tab-joined).
 pub fn specialist(value: &Value) -> StoreResult<Specialist> {
     let fields = items(value)?;
     if fields.len() != 5 {
         return Err(malformed("specialist"));
     }
     let routing = text(&fields[3])?;
-    let r: Vec<&str> = routing.split('\t').collect();
+    let r: Vec<&str> = routing.splitn(9, '\t').collect();
     let display = text(&fields[4])?;
     let d: Vec<&str> = display.splitn(3, '\t').collect();
-    if r.len() != 8 || d.len() != 3 {
+    if r.len() != 9 || d.len() != 3 {
         return Err(malformed("specialist parts"));
     }
     let number = |text: &str| -> StoreResult<i64> {
