@@ -7,6 +7,7 @@
 # holds afterwards.
 #
 #   scripts/bench-production.sh [--postgres] [bench flags...]
+#   (server flags in SERVE_FLAGS, e.g. SERVE_FLAGS='--retention-ms 60000')
 #   e.g. scripts/bench-production.sh --agents 100 --duration 10
 #        scripts/bench-production.sh --postgres --agents 100 --duration 300 --subtasks 10000000
 #
@@ -30,7 +31,7 @@ fi
 run=bench$(date +%s)$$
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 serve=(serve --listen "127.0.0.1:$port" --metrics-listen 127.0.0.1:0 --redis-url "$REDIS_URL"
-  --redis-namespace "$run" --assign-rate-limit 0 --log-filter warn)
+  --redis-namespace "$run" --assign-rate-limit 0 --log-filter warn ${SERVE_FLAGS:-})
 if $postgres; then
   psql -q "$PG_ADMIN_URL" -c "CREATE DATABASE $run"
   database_url="${PG_ADMIN_URL%/*}/$run"
@@ -64,7 +65,8 @@ cpu_before=$(redis_cpu)
 "$BIN" bench --addr "127.0.0.1:$port" --server-pid "$server" "$@" | tee "/tmp/$run.bench"
 cpu_after=$(redis_cpu)
 completed=$(sed -n 's/.*, \([0-9]*\) completed,.*/\1/p' "/tmp/$run.bench" | head -n 1)
-echo "redis CPU               $(echo "$cpu_after - $cpu_before" | bc) s"
+redis_cpu_s=$(echo "$cpu_after - $cpu_before" | bc)
+echo "redis CPU               ${redis_cpu_s} s ($(echo "scale=1; $redis_cpu_s * 1000000 / ${completed:-1}" | bc) us per cycle)"
 rcli INFO commandstats | awk -F'[:,=]' -v cycles="${completed:-0}" '
   /^cmdstat_fcall:/ { fcall = $5; calls = $3; per = $7 }
   /^cmdstat_(xreadgroup|xack|xdel|xautoclaim|xgroup):/ { outside += $5 }

@@ -55,7 +55,8 @@ local function consider(r, s)
   if not suffices or excluded(r, s.id) then return nil end
   local weights = POL.weights
   local performance = spec_performance(s)
-  local performance_text = s.ws .. '/' .. s.wn
+  -- The performance input as `bd` records it: false for the rule window (hand_out writes it).
+  local performance_text = false
   local learned = learned_of(r)
   if learned then
     weights = learned.weights
@@ -122,8 +123,12 @@ end
 -- Gives a subtask (not queued, not held) to a specialist with a fresh epoch.
 local function hand_out(r, s, matched, performance)
   local epoch = rcall('INCR', P .. 'epoch')
-  local inputs = matched .. ' ' .. #sub_required(r) .. ' ' .. s.act .. ' ' .. s.av .. ' '
-    .. performance
+  local inputs
+  if performance then
+    inputs = sformat('%d %d %d %s %s', matched, #sub_required(r), s.act, s.av, performance)
+  else
+    inputs = sformat('%d %d %d %s %d/%d', matched, #sub_required(r), s.act, s.av, s.ws, s.wn)
+  end
   local learned = learned_of(r)
   if learned then inputs = inputs .. ' ' .. learned.weights_text end
   spec_set(s, 'act', s.act + 1)

@@ -1,7 +1,9 @@
 // BullMQ 5 on a Redis, as a plain job queue users compare Switchboard with: producers add jobs,
 // one Worker (concurrency 64) processes each at once and completes it. Prints one JSON line:
 // jobs added and completed, full cycles per second (add -> process -> complete), and the Redis
-// time those cycles cost (INFO commandstats usec of every command, over completed jobs).
+// time those cycles cost: INFO commandstats usec of every command (a script's commands count
+// twice: in EVALSHA and on their own, so this overstates it) and Redis CPU (INFO cpu), over
+// completed jobs.
 //
 //   node bench.js --redis redis://127.0.0.1:6379 --duration 15 --producers 32 --concurrency 64
 const { Queue, Worker } = require('bullmq');
@@ -32,6 +34,16 @@ async function commandUsec(admin) {
   return { usec, calls };
 }
 
+async function redisCpu(admin) {
+  const info = await admin.info('cpu');
+  let seconds = 0;
+  for (const line of info.split('\n')) {
+    const match = /^used_cpu_(sys|user):([0-9.]+)/.exec(line);
+    if (match) seconds += Number(match[2]);
+  }
+  return seconds;
+}
+
 async function main() {
   const admin = new IORedis(connection);
   const queue = new Queue(name, {
@@ -44,6 +56,7 @@ async function main() {
   await queue.waitUntilReady();
   await admin.config('RESETSTAT');
   const before = await commandUsec(admin);
+  const cpuBefore = await redisCpu(admin);
   worker.run();
   const started = Date.now();
   let added = 0;
@@ -57,6 +70,7 @@ async function main() {
   const elapsed = (Date.now() - started) / 1000;
   const completedInTime = completed;
   const after = await commandUsec(admin);
+  const cpuAfter = await redisCpu(admin);
   await worker.close();
   await queue.obliterate({ force: true });
   await queue.close();
@@ -70,6 +84,7 @@ async function main() {
     cycles_per_s: completedInTime / elapsed,
     redis_usec_per_cycle: usec / Math.max(completedInTime, 1),
     redis_calls_per_cycle: (after.calls - before.calls) / Math.max(completedInTime, 1),
+    redis_cpu_us_per_cycle: ((cpuAfter - cpuBefore) * 1e6) / Math.max(completedInTime, 1),
   }));
 }
 
