@@ -74,7 +74,13 @@ rcli INFO commandstats | awk -F'[:,=]' -v cycles="${completed:-0}" '
     printf "FCALL                   %s calls, %s us per call (Redis INFO)\n", calls, per
     if (cycles > 0) printf "redis time per cycle    %.1f us (FCALL %.1f + relay commands %.1f, over %d cycles)\n", (fcall + outside) / cycles, fcall / cycles, outside / cycles, cycles
   }'
-echo "redis used_memory       $(rcli INFO memory | awk -F: '/^used_memory:/ { printf "%.1f MiB", $2 / 1048576 }')"
+used_memory() { rcli INFO memory | awk -F: '/^used_memory:/ { printf "%.1f MiB", $2 / 1048576 }'; }
+echo "redis used_memory       $(used_memory) at the end of the run"
+# SETTLE_SECS=N: the server keeps running (its sweeps retire finished work) N s more.
+if [[ -n ${SETTLE_SECS:-} ]]; then
+  sleep "$SETTLE_SECS"
+  echo "redis used_memory       $(used_memory) ${SETTLE_SECS} s later"
+fi
 if $postgres; then
   for waited in $(seq 0 60); do
     [[ $(outbox_len) == 0 ]] && break
