@@ -11,10 +11,10 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use switchboard::domain::learned::CandidateInfo;
 use switchboard::domain::specialist::Availability;
 use switchboard::domain::subtask::CompletionReport;
-use switchboard::engine::checkpoints::MemoryCheckpoints;
-use switchboard::engine::features::{encode, SparseRow};
-use switchboard::engine::trainer::TrainerSettings;
-use switchboard::engine::{EngineSettings, LearnedEngine};
+use switchboard::learned_scorer::checkpoints::MemoryCheckpoints;
+use switchboard::learned_scorer::features::{encode, SparseRow};
+use switchboard::learned_scorer::trainer::TrainerSettings;
+use switchboard::learned_scorer::{EngineSettings, LearnedEngine};
 use switchboard::simulate::world::{Scenario, World};
 
 const FLEET: usize = 1_000;

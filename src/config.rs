@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::domain::policy::{RoutingPolicy, ScoringWeights};
-use crate::engine::trainer::TrainerSettings;
-use crate::engine::EngineSettings;
+use crate::learned_scorer::trainer::TrainerSettings;
+use crate::learned_scorer::EngineSettings;
 
 /// Switchboard: a gRPC control plane that assigns work to AI agents and services.
 #[derive(Debug, Parser)]

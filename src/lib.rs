@@ -4,9 +4,11 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod domain;
-pub mod engine;
+pub mod learned_scorer;
+pub mod machine;
 pub mod metrics;
 pub mod server;
+pub mod service;
 pub mod simulate;
 pub mod store;
 

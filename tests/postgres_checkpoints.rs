@@ -4,8 +4,8 @@
 mod pg;
 
 use pg::{count, TestDb};
-use switchboard::engine::checkpoints::{Checkpoint, CheckpointStore};
-use switchboard::engine::trainer::HoldoutMetrics;
+use switchboard::learned_scorer::checkpoints::{Checkpoint, CheckpointStore};
+use switchboard::learned_scorer::trainer::HoldoutMetrics;
 use switchboard::store::postgres::checkpoints::PgCheckpoints;
 
 fn checkpoint(version: u64, weights: Vec<u8>, auc: f64) -> Checkpoint {

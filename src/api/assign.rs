@@ -1,14 +1,8 @@
 //! AssignService: submit, inspect, hand back and cancel subtasks; watch assignments.
 
-use std::time::Instant;
-
 use tonic::{Request, Response, Status};
-use tracing::{debug, info, warn};
+use tracing::info;
 
-use crate::domain::learned::LearnedFactors;
-use crate::domain::subtask::{SubtaskSpec, SubtaskState};
-use crate::engine::features::SubtaskContext;
-use crate::engine::LearnedEngine;
 use crate::metrics as names;
 use crate::pb;
 use crate::pb::assign_service_server::AssignService;
@@ -24,42 +18,6 @@ pub struct AssignApi {
 impl AssignApi {
     pub fn new(context: ApiContext) -> Self {
         Self { context }
-    }
-}
-
-fn outcome_label(state: SubtaskState) -> &'static str {
-    match state {
-        SubtaskState::Assigned => "assigned",
-        SubtaskState::Queued => "queued",
-        SubtaskState::Blocked => "blocked",
-        SubtaskState::Failed => "failed",
-        SubtaskState::Completed | SubtaskState::Cancelled => "existing",
-    }
-}
-
-impl AssignApi {
-    /// The learned factors for a new subtask's candidates (inference on the scorer thread); on any
-    /// failure the rules score it, so learned scoring never makes an Assign fail.
-    async fn learned_factors(
-        &self,
-        engine: &LearnedEngine,
-        spec: &SubtaskSpec,
-        context: SubtaskContext,
-    ) -> Option<LearnedFactors> {
-        let candidates = match self.context.store.candidates(spec).await {
-            Ok(candidates) => candidates,
-            Err(error) => {
-                warn!(%error, subtask_id = %spec.subtask_id, "no candidates for learned scoring");
-                return None;
-            }
-        };
-        match engine.factors(&spec.subtask_id, context, &candidates).await {
-            Ok(factors) => factors,
-            Err(error) => {
-                warn!(%error, subtask_id = %spec.subtask_id, "learned scoring failed; using the rules");
-                None
-            }
-        }
     }
 }
 
@@ -87,28 +45,12 @@ impl AssignService for AssignApi {
         let spec = convert::subtask_spec(request, &self.context.policy).inspect_err(|_| {
             metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
         })?;
-        let started = Instant::now();
-        let result = match &self.context.engine {
-            None => self.context.store.assign(spec).await,
-            Some(engine) => {
-                let context = convert::subtask_context(&spec, &hints);
-                let factors = self.learned_factors(engine, &spec, context).await;
-                self.context.store.assign_with(spec, factors).await
-            }
-        };
-        metrics::histogram!(names::ASSIGN_DURATION).record(started.elapsed().as_secs_f64());
-        let view = result.map_err(|error| {
-            metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
-            ApiError::from(error)
-        })?;
-        metrics::counter!(names::ASSIGNMENTS, "outcome" => outcome_label(view.state)).increment(1);
-        debug!(
-            subtask_id = %view.subtask_id,
-            state = view.state.as_str(),
-            specialist_id = view.holder.as_ref().map(|holder| holder.specialist_id.as_str()).unwrap_or(""),
-            routed_type = %view.routed_type,
-            "assign"
-        );
+        let view = self
+            .context
+            .assigner
+            .assign(spec, |spec| convert::subtask_context(spec, &hints))
+            .await
+            .map_err(ApiError::from)?;
         Ok(Response::new(pb::AssignResponse {
             subtask_id: view.subtask_id.clone(),
             assignment: Some(convert::assignment_to_proto(view)),

@@ -13,8 +13,8 @@ use crate::domain::subtask::{
     AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, SubtaskState,
     WatchEvent, WatchEventKind,
 };
-use crate::engine::features::SubtaskContext;
-use crate::engine::ModelStatus;
+use crate::learned_scorer::features::SubtaskContext;
+use crate::learned_scorer::ModelStatus;
 use crate::pb;
 use crate::store::PageRequest;
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::policy::RoutingPolicy;
-use crate::engine::LearnedEngine;
+use crate::learned_scorer::LearnedEngine;
 use crate::store::Store;
 
 /// What every service handler shares.
@@ -26,6 +26,8 @@ pub struct ApiContext {
     pub assign_limiter: Arc<rate_limit::RateLimiter>,
     /// The learned scorer, when `--scorer learned`.
     pub engine: Option<LearnedEngine>,
+    /// Assigning and reporting (service/), with the learned scorer as its factor source.
+    pub assigner: crate::service::Assigner,
     /// Cancelled when the server starts shutting down: watch streams end.
     pub shutdown: CancellationToken,
 }

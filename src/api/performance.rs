@@ -3,7 +3,7 @@
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use crate::engine::LearnedEngine;
+use crate::learned_scorer::LearnedEngine;
 use crate::pb;
 use crate::pb::performance_service_server::PerformanceService;
 
@@ -35,14 +35,10 @@ impl PerformanceService for PerformanceApi {
         );
         let view = self
             .context
-            .store
-            .report_completion(report.clone())
+            .assigner
+            .report(report)
             .await
             .map_err(ApiError::from)?;
-        if let Some(engine) = &self.context.engine {
-            // Cheap bookkeeping here; training itself runs on the engine's own thread.
-            engine.observe(&report);
-        }
         info!(%subtask_id, %specialist_id, success, "completion reported");
         Ok(Response::new(pb::ReportCompletionResponse {
             assignment: Some(convert::assignment_to_proto(view)),

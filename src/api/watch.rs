@@ -303,6 +303,7 @@ mod tests {
             heartbeat_interval_ms: 1_000,
             assign_limiter: Arc::new(RateLimiter::new(0)),
             engine: None,
+            assigner: crate::service::Assigner::new(store.clone(), None),
             shutdown: CancellationToken::new(),
         };
         let feed = futures::stream::iter([stale]).chain(live).boxed();

@@ -29,8 +29,8 @@ use crate::api::rate_limit::RateLimiter;
 use crate::api::register::RegisterApi;
 use crate::api::ApiContext;
 use crate::config::ServeConfig;
-use crate::engine::checkpoints::{CheckpointStore, MemoryCheckpoints};
-use crate::engine::LearnedEngine;
+use crate::learned_scorer::checkpoints::{CheckpointStore, MemoryCheckpoints};
+use crate::learned_scorer::LearnedEngine;
 use crate::pb;
 use crate::pb::assign_service_server::AssignServiceServer;
 use crate::pb::performance_service_server::PerformanceServiceServer;
@@ -142,7 +142,11 @@ pub async fn start_with_store_and_checkpoints(
         }
     };
     let shutdown = CancellationToken::new();
+    let factors = engine
+        .clone()
+        .map(|engine| Arc::new(engine) as Arc<dyn crate::service::FactorSource>);
     let context = ApiContext {
+        assigner: crate::service::Assigner::new(store.clone(), factors),
         engine,
         store: store.clone(),
         policy: Arc::new(policy),

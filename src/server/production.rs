@@ -16,7 +16,7 @@ use crate::store::redis::rebuild;
 use crate::store::redis::relay::{self, RelayConfig};
 use crate::store::redis::{RedisStore, RedisStoreConfig};
 
-use crate::engine::checkpoints::{CheckpointStore, MemoryCheckpoints};
+use crate::learned_scorer::checkpoints::{CheckpointStore, MemoryCheckpoints};
 use crate::store::postgres::checkpoints::PgCheckpoints;
 
 use super::{start_with_store_and_checkpoints, RunningServer};

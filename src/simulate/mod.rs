@@ -15,8 +15,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::config::SimulateConfig;
-use crate::engine::trainer::TrainerSettings;
-use crate::engine::{EngineError, EngineSettings};
+use crate::learned_scorer::trainer::TrainerSettings;
+use crate::learned_scorer::{EngineError, EngineSettings};
 use crate::store::StoreError;
 
 use report::{cumulative_regret, regret_svg, summarise, table, PolicySummary};
@@ -89,7 +89,7 @@ impl SimulateConfig {
 
 /// Runs every policy and returns their runs, oracle last.
 pub async fn simulate(config: &SimulateConfig) -> Result<Vec<PolicyRun>, SimulateError> {
-    let world = World::new(config.scenario()?);
+    let world = std::sync::Arc::new(World::new(config.scenario()?));
     let settings = config.engine_settings();
     let mut runs = Vec::with_capacity(Policy::ALL.len());
     for policy in Policy::ALL {

@@ -1,20 +1,25 @@
-//! One policy through the real engine: the embedded store on a virtual clock, the subtask stream
-//! as arrivals, outcomes reported as completions, assignments read from the specialists' feeds
-//! (so work handed out from the queue is seen like work handed out at once).
+//! One policy through the real service and engine: the assigner (service/) over the embedded store
+//! on a virtual clock, the subtask stream as arrivals, outcomes reported as completions,
+//! assignments read from the specialists' feeds (so work handed out from the queue is seen like
+//! work handed out at once). A policy other than the rules is a factor source for the assigner:
+//! the learned scorer, or factors made from the world (random, least loaded, the oracle).
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use async_trait::async_trait;
 use futures::{FutureExt, StreamExt};
 
 use crate::domain::learned::{CandidateInfo, LearnedFactors};
 use crate::domain::policy::RoutingPolicy;
 use crate::domain::specialist::{Availability, Registration};
 use crate::domain::subtask::{CompletionReport, SubtaskSpec, WatchEventKind};
-use crate::engine::checkpoints::MemoryCheckpoints;
-use crate::engine::{EngineSettings, LearnedEngine, ModelStatus};
+use crate::learned_scorer::checkpoints::MemoryCheckpoints;
+use crate::learned_scorer::features::SubtaskContext;
+use crate::learned_scorer::{EngineSettings, LearnedEngine, ModelStatus};
+use crate::service::{Assigner, FactorSource};
 use crate::store::clock::Clock;
 use crate::store::memory::MemoryStore;
 use crate::store::{Feed, FeedItem, Store};
@@ -79,11 +84,52 @@ pub struct PolicyRun {
     pub model: Option<ModelStatus>,
 }
 
-struct Runner<'a> {
-    world: &'a World,
+/// Factors from the world: the random draw, equal factors (least loaded: the tie-break picks the
+/// fewest active, then the longest idle), or the hidden success probability (the oracle).
+struct WorldFactors {
+    world: Arc<World>,
     policy: Policy,
+    index_of: HashMap<String, usize>,
+}
+
+#[async_trait]
+impl FactorSource for WorldFactors {
+    async fn factors(
+        &self,
+        spec: &SubtaskSpec,
+        _context: SubtaskContext,
+        candidates: &[CandidateInfo],
+    ) -> Option<LearnedFactors> {
+        let index: usize = spec.subtask_id[1..].parse().ok()?;
+        let subtask = &self.world.subtasks[index];
+        let seed = self.world.scenario.seed;
+        let value_of = |candidate: &CandidateInfo| {
+            let specialist = self.index_of[&candidate.specialist_id];
+            match self.policy {
+                Policy::Oracle => self.world.success_probability(specialist, subtask),
+                Policy::Random => uniform(seed, &[RANDOM_DRAW, index as u64, specialist as u64]),
+                _ => 0.5,
+            }
+        };
+        let weight = if self.policy == Policy::Oracle {
+            ORACLE_WEIGHT
+        } else {
+            1.0
+        };
+        Some(LearnedFactors {
+            performance_weight: weight,
+            performance: candidates
+                .iter()
+                .map(|candidate| (candidate.specialist_id.clone(), value_of(candidate)))
+                .collect(),
+        })
+    }
+}
+
+struct Runner {
+    world: Arc<World>,
     clock: Arc<VirtualClock>,
-    store: MemoryStore,
+    assigner: Assigner,
     feeds: Vec<Feed>,
     index_of: HashMap<String, usize>,
     engine: Option<LearnedEngine>,
@@ -97,7 +143,7 @@ struct Runner<'a> {
 }
 
 pub async fn run_policy(
-    world: &World,
+    world: &Arc<World>,
     policy: Policy,
     engine_settings: &EngineSettings,
     mut progress: impl FnMut(usize),
@@ -112,7 +158,7 @@ pub async fn run_policy(
         lease_ttl_ms: i64::MAX / 4,
         ..RoutingPolicy::default()
     };
-    let store = MemoryStore::with_clock(routing, clock.clone());
+    let store = Arc::new(MemoryStore::with_clock(routing, clock.clone()));
     let mut feeds = Vec::with_capacity(world.specialists.len());
     let mut index_of = HashMap::new();
     for (index, specialist) in world.specialists.iter().enumerate() {
@@ -136,12 +182,20 @@ pub async fn run_policy(
         )?),
         _ => None,
     };
+    let factors: Option<Arc<dyn FactorSource>> = match (policy, &engine) {
+        (Policy::Rules, _) => None,
+        (Policy::Learned, Some(engine)) => Some(Arc::new(engine.clone())),
+        _ => Some(Arc::new(WorldFactors {
+            world: world.clone(),
+            policy,
+            index_of: index_of.clone(),
+        })),
+    };
     let count = world.subtasks.len();
     let mut runner = Runner {
-        world,
-        policy,
+        world: world.clone(),
         clock,
-        store,
+        assigner: Assigner::new(store, factors),
         feeds,
         index_of,
         engine,
@@ -187,7 +241,7 @@ pub async fn run_policy(
     Ok(runner.run)
 }
 
-impl Runner<'_> {
+impl Runner {
     fn advance(&mut self, now_ms: i64) {
         let elapsed = (now_ms - self.last_ms) as f64;
         let total: u32 = self.active.iter().sum();
@@ -214,57 +268,12 @@ impl Runner<'_> {
             payload: Vec::new(),
             require_all_capabilities: false,
         };
-        let view = if self.policy == Policy::Rules {
-            self.store.assign(spec).await?
-        } else {
-            let candidates = self.store.candidates(&spec).await?;
-            let factors = self.factors(index, context, &candidates).await?;
-            self.store.assign_with(spec, factors).await?
-        };
+        let view = self.assigner.assign(spec, |_| context).await?;
         if let Some(holder) = view.holder {
             let specialist = self.index_of[&holder.specialist_id];
             self.read_feed(specialist);
         }
         Ok(())
-    }
-
-    async fn factors(
-        &self,
-        index: usize,
-        context: crate::engine::features::SubtaskContext,
-        candidates: &[CandidateInfo],
-    ) -> Result<Option<LearnedFactors>, SimulateError> {
-        let subtask = &self.world.subtasks[index];
-        let seed = self.world.scenario.seed;
-        let value_of = |candidate: &CandidateInfo| {
-            let specialist = self.index_of[&candidate.specialist_id];
-            match self.policy {
-                Policy::Oracle => self.world.success_probability(specialist, subtask),
-                Policy::Random => uniform(seed, &[RANDOM_DRAW, index as u64, specialist as u64]),
-                // Equal factors: the tie-break picks the fewest active, then the longest idle.
-                _ => 0.5,
-            }
-        };
-        let weight = match self.policy {
-            Policy::Learned => {
-                let engine = self
-                    .engine
-                    .as_ref()
-                    .expect("the learned policy has an engine");
-                return Ok(engine
-                    .factors(&format!("s{index}"), context, candidates)
-                    .await?);
-            }
-            Policy::Oracle => ORACLE_WEIGHT,
-            _ => 1.0,
-        };
-        Ok(Some(LearnedFactors {
-            performance_weight: weight,
-            performance: candidates
-                .iter()
-                .map(|candidate| (candidate.specialist_id.clone(), value_of(candidate)))
-                .collect(),
-        }))
     }
 
     /// Takes every ASSIGNED event waiting on a specialist's feed and schedules its completion.
@@ -315,10 +324,7 @@ impl Runner<'_> {
             quality_score: self.run.quality[index],
             detail: String::new(),
         };
-        self.store.report_completion(report.clone()).await?;
-        if let Some(engine) = &self.engine {
-            engine.observe(&report);
-        }
+        self.assigner.report(report).await?;
         self.read_feed(specialist);
         Ok(())
     }

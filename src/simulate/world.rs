@@ -3,7 +3,7 @@
 //! is about, so every policy sees the same stream and the same specialist doing the same subtask
 //! has the same outcome under every policy.
 
-use crate::engine::features::SubtaskContext;
+use crate::learned_scorer::features::SubtaskContext;
 
 /// The scenario knobs.
 #[derive(Debug, Clone, PartialEq)]

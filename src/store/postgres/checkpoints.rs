@@ -5,9 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::engine::checkpoints::{Checkpoint, CheckpointStore};
-use crate::engine::trainer::HoldoutMetrics;
-use crate::engine::EngineError;
+use crate::learned_scorer::checkpoints::{Checkpoint, CheckpointStore};
+use crate::learned_scorer::trainer::HoldoutMetrics;
+use crate::learned_scorer::EngineError;
 
 pub struct PgCheckpoints {
     database_url: String,

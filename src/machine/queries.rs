@@ -2,20 +2,21 @@
 
 use std::ops::Bound;
 
+use crate::domain::error::{Precondition, StoreError, StoreResult};
 use crate::domain::learned::CandidateInfo;
 use crate::domain::performance::{PerformanceRecord, PerformanceSummary};
+use crate::domain::reads::{
+    AvailabilityCounts, InFlight, Page, PageRequest, QueuePage, QueuePosition, QueuedEntry,
+    TypeStats,
+};
 use crate::domain::specialist::{capabilities_suffice, Availability, Specialist};
 use crate::domain::subtask::{
     AssignmentView, Subtask, SubtaskSpec, SubtaskState, WatchEvent, WatchEventKind,
 };
-use crate::store::{
-    AvailabilityCounts, InFlight, Page, PageRequest, Precondition, QueuePage, QueuePosition,
-    QueuedEntry, StoreError, StoreResult, TypeStats,
-};
 
-use super::state::{QueueKey, State};
+use super::state::{Machine, QueueKey};
 
-impl State {
+impl Machine {
     pub fn get_specialist(&self, specialist_id: &str) -> StoreResult<Specialist> {
         self.specialists
             .get(specialist_id)

@@ -7,7 +7,7 @@ use crate::domain::scoring::{score, CandidateFacts, Rank, ScoreBreakdown};
 use crate::domain::specialist::capabilities_suffice;
 use crate::domain::subtask::{Holder, SubtaskState, WatchEventKind};
 
-use super::state::{QueueKey, State, SubtaskRecord};
+use super::state::{Machine, QueueKey, SubtaskRecord};
 
 /// Why a held subtask goes back to its queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,9 +18,9 @@ pub(super) enum Requeue {
     HolderLeft,
 }
 
-impl State {
+impl Machine {
     /// The type whose specialists will serve a new subtask (see README.md, "Routing a new subtask").
-    pub fn routed_type_for(
+    pub(super) fn routed_type_for(
         &self,
         requested: &str,
         required: &[String],
@@ -40,7 +40,11 @@ impl State {
     /// The best eligible specialist for a subtask right now, with its score. Walks the type's free
     /// index from the highest possible score down and stops once no remaining specialist could
     /// reach the best real score found: the same answer as scoring everyone.
-    pub fn pick(&self, record: &SubtaskRecord, now_ms: i64) -> Option<(String, ScoreBreakdown)> {
+    pub(super) fn pick(
+        &self,
+        record: &SubtaskRecord,
+        now_ms: i64,
+    ) -> Option<(String, ScoreBreakdown)> {
         let free = self.index.free.get(&record.routed_type)?;
         let mut best: Option<(Rank<'_>, ScoreBreakdown)> = None;
         if record.learned.is_some() {
@@ -69,7 +73,7 @@ impl State {
 
     /// `pick` by scoring every specialist of the type: the reference the index must agree with.
     #[cfg(test)]
-    pub fn pick_by_scan(
+    pub(super) fn pick_by_scan(
         &self,
         record: &SubtaskRecord,
         now_ms: i64,
@@ -147,7 +151,7 @@ impl State {
     }
 
     /// Gives a subtask (not queued, not held) to a specialist with a fresh epoch.
-    pub fn hand_out(
+    pub(super) fn hand_out(
         &mut self,
         subtask_id: &str,
         specialist_id: &str,
@@ -177,7 +181,7 @@ impl State {
         self.publish(specialist_id, WatchEventKind::Assigned, subtask_id);
     }
 
-    pub fn enqueue(&mut self, subtask_id: &str, at_head: bool, now_ms: i64) {
+    pub(super) fn enqueue(&mut self, subtask_id: &str, at_head: bool, now_ms: i64) {
         let Some((priority, routed_type)) = self
             .subtasks
             .get(subtask_id)
@@ -205,7 +209,7 @@ impl State {
 
     /// Assigns a ready subtask to the best eligible specialist or queues it at the tail.
     /// Only valid while the queue invariant holds (no queued subtask servable now).
-    pub fn route_ready(&mut self, subtask_id: &str, now_ms: i64) {
+    pub(super) fn route_ready(&mut self, subtask_id: &str, now_ms: i64) {
         let Some(record) = self.subtasks.get(subtask_id) else {
             return;
         };
@@ -218,7 +222,7 @@ impl State {
     }
 
     /// Walks a type's queue in order and assigns every subtask someone eligible can take now.
-    pub fn drain(&mut self, specialist_type: &str, now_ms: i64) {
+    pub(super) fn drain(&mut self, specialist_type: &str, now_ms: i64) {
         if self
             .queues
             .get(specialist_type)
@@ -257,7 +261,7 @@ impl State {
     /// else before, so it alone can take new work: the first queued subtask it can serve, in queue
     /// order, found in the queue's indexes of what it could serve (nothing required, or one of
     /// its capabilities), not by walking the queue.
-    pub fn drain_for(&mut self, specialist_id: &str, now_ms: i64) {
+    pub(super) fn drain_for(&mut self, specialist_id: &str, now_ms: i64) {
         let Some(specialist_type) = self.type_of(specialist_id) else {
             return;
         };
@@ -310,7 +314,7 @@ impl State {
 
     /// Gives a queued subtask to the best eligible specialist now, if there is one (a subtask that
     /// was just requeued at the head, whose old holder cannot take it).
-    pub fn place_queued(&mut self, subtask_id: &str, now_ms: i64) {
+    pub(super) fn place_queued(&mut self, subtask_id: &str, now_ms: i64) {
         let Some(record) = self
             .subtasks
             .get(subtask_id)
@@ -325,7 +329,7 @@ impl State {
         self.hand_out(subtask_id, &specialist_id, breakdown, now_ms);
     }
 
-    pub fn take_from_queue(&mut self, subtask_id: &str) {
+    pub(super) fn take_from_queue(&mut self, subtask_id: &str) {
         let Some(record) = self.subtasks.get_mut(subtask_id) else {
             return;
         };
@@ -341,7 +345,11 @@ impl State {
     }
 
     /// Frees the holder's slot for a subtask; returns the holder's type.
-    pub fn free_holder_slot(&mut self, specialist_id: &str, subtask_id: &str) -> Option<String> {
+    pub(super) fn free_holder_slot(
+        &mut self,
+        specialist_id: &str,
+        subtask_id: &str,
+    ) -> Option<String> {
         let specialist = self.specialists.get_mut(specialist_id)?;
         specialist.active.remove(subtask_id);
         let specialist_type = specialist.specialist_type.clone();
@@ -351,7 +359,7 @@ impl State {
 
     /// Puts a subtask whose holder is gone back at the head of its queue, or fails it when out of
     /// attempts. The caller has freed the holder's slot. Returns true when it was requeued.
-    pub fn requeue_or_fail(
+    pub(super) fn requeue_or_fail(
         &mut self,
         subtask_id: &str,
         why: Requeue,
@@ -380,7 +388,7 @@ impl State {
     }
 
     /// Moves a subtask to a terminal state (detail: Some replaces it) and settles its dependents.
-    pub fn finish(
+    pub(super) fn finish(
         &mut self,
         subtask_id: &str,
         state: SubtaskState,
@@ -401,7 +409,7 @@ impl State {
     }
 
     /// Forgets subtasks that finished longer than the retention ago (the lease sweep calls it).
-    pub fn retire_finished(&mut self, now_ms: i64) -> usize {
+    pub(super) fn retire_finished(&mut self, now_ms: i64) -> usize {
         let cutoff = now_ms.saturating_sub(self.policy.retention_ms);
         let mut retired = 0;
         while let Some((finished_at, subtask_id)) = self.done.first().cloned() {
@@ -460,7 +468,7 @@ impl State {
         }
     }
 
-    pub fn block(&mut self, subtask_id: &str, waiting_on: BTreeSet<String>) {
+    pub(super) fn block(&mut self, subtask_id: &str, waiting_on: BTreeSet<String>) {
         let Some(record) = self.subtasks.get_mut(subtask_id) else {
             return;
         };
@@ -480,7 +488,7 @@ impl State {
     }
 
     /// Forgets that a subtask is blocked (its state is set by the caller).
-    pub fn unblock(&mut self, subtask_id: &str) {
+    pub(super) fn unblock(&mut self, subtask_id: &str) {
         let Some(record) = self.subtasks.get_mut(subtask_id) else {
             return;
         };

@@ -7,7 +7,7 @@ use crate::domain::policy::RoutingPolicy;
 use crate::domain::specialist::{capabilities_suffice, Availability, Registration};
 use crate::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec, SubtaskState};
 
-use super::state::State;
+use super::state::Machine;
 
 /// A small deterministic generator (xorshift), so failures replay from the seed.
 struct Rng(u64);
@@ -32,7 +32,7 @@ impl Rng {
 const CAPABILITIES: [&str; 4] = ["react", "css", "rust", "sql"];
 const TYPES: [&str; 2] = ["frontend", "general"];
 
-fn check_invariants(state: &State, now_ms: i64) {
+fn check_invariants(state: &Machine, now_ms: i64) {
     for specialist in state.specialists.values() {
         assert!(
             specialist.active.len() <= specialist.max_concurrency as usize,
@@ -86,7 +86,7 @@ fn check_invariants(state: &State, now_ms: i64) {
 
 /// The indexes agree with brute force: the free index lists exactly the specialists with room,
 /// and the indexed pick and capability check give what scanning everyone gives.
-fn check_indexes(state: &State, now_ms: i64) {
+fn check_indexes(state: &Machine, now_ms: i64) {
     let indexed: usize = state.index.free.values().map(|free| free.len()).sum();
     let with_room = state
         .specialists
@@ -131,7 +131,7 @@ fn check_indexes(state: &State, now_ms: i64) {
 
 /// Factors as a model might give them: any value in 0..1 per candidate, any weight.
 fn learned_factors(
-    state: &State,
+    state: &Machine,
     spec: &SubtaskSpec,
     now_ms: i64,
     rng: &mut Rng,
@@ -157,7 +157,7 @@ fn run(seed: u64, steps: usize) {
         lease_ttl_ms: 1_000,
         ..RoutingPolicy::default()
     };
-    let mut state = State::new(policy);
+    let mut state = Machine::new(policy);
     let mut now_ms: i64 = 1_000_000;
     let mut subtask_count = 0;
     for _ in 0..steps {

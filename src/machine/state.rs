@@ -1,11 +1,10 @@
-//! The embedded store's data: specialists, subtasks, per-type queues, and the indexes between them.
+//! The machine's data: specialists, subtasks, per-type queues, and the indexes between them.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
+use crate::domain::error::{StoreError, StoreResult};
 use crate::domain::learned::LearnedFactors;
 use crate::domain::performance::PerformanceRecord;
 use crate::domain::policy::RoutingPolicy;
@@ -13,7 +12,6 @@ use crate::domain::specialist::{Availability, Specialist};
 use crate::domain::subtask::{
     AssignmentView, Holder, Subtask, SubtaskState, WatchEvent, WatchEventKind,
 };
-use crate::store::FeedItem;
 
 use super::index::SpecialistIndex;
 use super::queue::TypeQueue;
@@ -26,11 +24,11 @@ pub(super) struct QueueKey {
 }
 
 impl QueueKey {
-    pub fn to_token(self) -> String {
+    pub(super) fn to_token(self) -> String {
         format!("{}:{}", self.priority.0, self.seq)
     }
 
-    pub fn from_token(token: &str) -> Option<Self> {
+    pub(super) fn from_token(token: &str) -> Option<Self> {
         let (priority, seq) = token.split_once(':')?;
         Some(QueueKey {
             priority: Reverse(priority.parse().ok()?),
@@ -58,11 +56,11 @@ pub(super) struct SpecialistRecord {
 
 impl SpecialistRecord {
     /// Not OFFLINE and lease alive: it may receive work if it has room.
-    pub fn can_take_work(&self, now_ms: i64) -> bool {
+    pub(super) fn can_take_work(&self, now_ms: i64) -> bool {
         self.availability != Availability::Offline && self.lease_expires_at_ms > now_ms
     }
 
-    pub fn free_slots(&self, now_ms: i64) -> u64 {
+    pub(super) fn free_slots(&self, now_ms: i64) -> u64 {
         if !self.can_take_work(now_ms) {
             return 0;
         }
@@ -88,24 +86,27 @@ pub(super) struct SubtaskRecord {
     pub learned: Option<Arc<LearnedFactors>>,
 }
 
-pub(super) struct State {
-    pub policy: RoutingPolicy,
-    pub specialists: BTreeMap<String, SpecialistRecord>,
-    pub specialists_by_type: HashMap<String, BTreeSet<String>>,
-    pub subtasks: HashMap<String, SubtaskRecord>,
-    pub queues: HashMap<String, TypeQueue>,
+pub struct Machine {
+    pub(super) policy: RoutingPolicy,
+    pub(super) specialists: BTreeMap<String, SpecialistRecord>,
+    pub(super) specialists_by_type: HashMap<String, BTreeSet<String>>,
+    pub(super) subtasks: HashMap<String, SubtaskRecord>,
+    pub(super) queues: HashMap<String, TypeQueue>,
     /// Dependency id -> subtasks BLOCKED on it.
-    pub dependents: HashMap<String, Vec<String>>,
-    pub blocked_by_type: HashMap<String, BTreeSet<String>>,
-    pub performance: HashMap<String, PerformanceRecord>,
-    pub minted_per_type: HashMap<String, u64>,
+    pub(super) dependents: HashMap<String, Vec<String>>,
+    pub(super) blocked_by_type: HashMap<String, BTreeSet<String>>,
+    pub(super) performance: HashMap<String, PerformanceRecord>,
+    pub(super) minted_per_type: HashMap<String, u64>,
     /// Per specialist type: epochs, queue sequences and assignment sequences are counted per type
     /// (a type is one Redis Cluster slot in the production store; see lua/README.md).
-    pub counters: HashMap<String, TypeCounters>,
-    pub feeds: HashMap<String, broadcast::Sender<FeedItem>>,
-    pub index: SpecialistIndex,
+    pub(super) counters: HashMap<String, TypeCounters>,
+    /// Specialists someone watches: only their events are built.
+    pub(super) watched: HashSet<String>,
+    /// Events of the current step, for the caller to hand out (take_events).
+    pub(super) events: Vec<MachineEvent>,
+    pub(super) index: SpecialistIndex,
     /// (finished at, id) of finished subtasks: the retention forgets them in this order.
-    pub done: BTreeSet<(i64, String)>,
+    pub(super) done: BTreeSet<(i64, String)>,
 }
 
 /// One type's counters (the production store keeps the same ones in the type's slot).
@@ -117,10 +118,19 @@ pub(super) struct TypeCounters {
     pub head_seq: i64,
 }
 
-/// Events a subscriber may fall behind by before it is told to re-read its in-flight work.
-pub(super) const FEED_CAPACITY: usize = 1024;
+/// What a step tells watchers, in step order; the machine never sends anything itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MachineEvent {
+    /// An ASSIGNED or REVOKED event for one specialist's watchers.
+    Watch {
+        specialist_id: String,
+        event: WatchEvent,
+    },
+    /// The specialist left: its watch streams end.
+    Ended { specialist_id: String },
+}
 
-impl State {
+impl Machine {
     pub fn new(policy: RoutingPolicy) -> Self {
         Self {
             policy,
@@ -133,20 +143,21 @@ impl State {
             performance: HashMap::new(),
             minted_per_type: HashMap::new(),
             counters: HashMap::new(),
-            feeds: HashMap::new(),
+            watched: HashSet::new(),
+            events: Vec::new(),
             index: SpecialistIndex::default(),
             done: BTreeSet::new(),
         }
     }
 
-    pub fn performance_factor(&self, specialist_id: &str) -> f64 {
+    pub(super) fn performance_factor(&self, specialist_id: &str) -> f64 {
         self.performance
             .get(specialist_id)
             .map(PerformanceRecord::performance_factor)
             .unwrap_or(crate::domain::performance::PERFORMANCE_PRIOR)
     }
 
-    pub fn specialist_view(&self, record: &SpecialistRecord) -> Specialist {
+    pub(super) fn specialist_view(&self, record: &SpecialistRecord) -> Specialist {
         Specialist {
             specialist_id: record.specialist_id.clone(),
             specialist_type: record.specialist_type.clone(),
@@ -163,13 +174,13 @@ impl State {
     }
 
     /// 1-based rank of a queued subtask in its queue.
-    pub fn queue_rank(&self, routed_type: &str, key: QueueKey) -> u64 {
+    pub(super) fn queue_rank(&self, routed_type: &str, key: QueueKey) -> u64 {
         self.queues
             .get(routed_type)
             .map_or(0, |queue| queue.position(key))
     }
 
-    pub fn assignment_view(&self, record: &SubtaskRecord) -> AssignmentView {
+    pub(super) fn assignment_view(&self, record: &SubtaskRecord) -> AssignmentView {
         let queue_position = match (record.state, record.queue_key) {
             (SubtaskState::Queued, Some(key)) => Some(self.queue_rank(&record.routed_type, key)),
             _ => None,
@@ -188,17 +199,36 @@ impl State {
         }
     }
 
-    pub fn view_of(&self, subtask_id: &str) -> Option<AssignmentView> {
+    pub(super) fn view_of(&self, subtask_id: &str) -> Option<AssignmentView> {
         self.subtasks
             .get(subtask_id)
             .map(|record| self.assignment_view(record))
     }
 
-    /// Sends an event to the specialist's watchers, in step order (called under the store lock).
-    pub fn publish(&self, specialist_id: &str, kind: WatchEventKind, subtask_id: &str) {
-        let Some(sender) = self.feeds.get(specialist_id) else {
+    /// Someone watches this specialist from now on: its events are kept for take_events.
+    pub fn watch(&mut self, specialist_id: &str) -> StoreResult<()> {
+        if !self.specialists.contains_key(specialist_id) {
+            return Err(StoreError::specialist_not_found(specialist_id));
+        }
+        self.watched.insert(specialist_id.to_string());
+        Ok(())
+    }
+
+    /// Nobody watches this specialist any more.
+    pub fn unwatch(&mut self, specialist_id: &str) {
+        self.watched.remove(specialist_id);
+    }
+
+    /// The events of the steps since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<MachineEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// An event for the specialist's watchers, in step order.
+    pub(super) fn publish(&mut self, specialist_id: &str, kind: WatchEventKind, subtask_id: &str) {
+        if !self.watched.contains(specialist_id) {
             return;
-        };
+        }
         let Some(record) = self.subtasks.get(subtask_id) else {
             return;
         };
@@ -207,16 +237,19 @@ impl State {
             assignment: self.assignment_view(record),
             subtask: record.subtask.clone(),
         };
-        // No receiver is fine: nobody is watching right now and in_flight holds the truth.
-        let _ = sender.send(FeedItem::Event(Box::new(event)));
+        self.events.push(MachineEvent::Watch {
+            specialist_id: specialist_id.to_string(),
+            event,
+        });
     }
 
     /// Tells a former holder that its subtask was taken away; the event carries the new state with
     /// the revoked holder (so the epoch it must stop working under).
-    pub fn publish_revoked(&self, revoked: Holder, subtask_id: &str) {
-        let Some(sender) = self.feeds.get(&revoked.specialist_id) else {
+    pub(super) fn publish_revoked(&mut self, revoked: Holder, subtask_id: &str) {
+        if !self.watched.contains(&revoked.specialist_id) {
             return;
-        };
+        }
+        let specialist_id = revoked.specialist_id.clone();
         let Some(record) = self.subtasks.get(subtask_id) else {
             return;
         };
@@ -227,7 +260,10 @@ impl State {
             assignment,
             subtask: record.subtask.clone(),
         };
-        let _ = sender.send(FeedItem::Event(Box::new(event)));
+        self.events.push(MachineEvent::Watch {
+            specialist_id,
+            event,
+        });
     }
 
     fn counters_of(&mut self, specialist_type: &str) -> &mut TypeCounters {
@@ -241,14 +277,14 @@ impl State {
     }
 
     /// A fresh epoch and assignment sequence for a hand-out to a specialist of this type.
-    pub fn next_epoch_and_seq(&mut self, specialist_type: &str) -> (u64, u64) {
+    pub(super) fn next_epoch_and_seq(&mut self, specialist_type: &str) -> (u64, u64) {
         let counters = self.counters_of(specialist_type);
         counters.epoch += 1;
         counters.assign_seq += 1;
         (counters.epoch, counters.assign_seq)
     }
 
-    pub fn next_queue_key(
+    pub(super) fn next_queue_key(
         &mut self,
         specialist_type: &str,
         priority: i32,

@@ -5,16 +5,17 @@ use std::sync::Arc;
 
 use crate::domain::learned::LearnedFactors;
 
+use crate::domain::error::{Precondition, StoreError, StoreResult};
+use crate::domain::reads::{ExpirySummary, Registered};
 use crate::domain::specialist::{Availability, Registration, Specialist};
 use crate::domain::subtask::{
     AssignmentView, CompletionReport, Holder, ReleaseRequest, Subtask, SubtaskSpec, SubtaskState,
 };
-use crate::store::{ExpirySummary, Precondition, Registered, StoreError, StoreResult};
 
 use super::routing::Requeue;
-use super::state::{SpecialistRecord, State, SubtaskRecord};
+use super::state::{Machine, MachineEvent, SpecialistRecord, SubtaskRecord};
 
-impl State {
+impl Machine {
     pub fn register(&mut self, registration: Registration, now_ms: i64) -> StoreResult<Registered> {
         let lease_expires_at_ms = now_ms + self.policy.lease_ttl_ms;
         let max_concurrency = registration
@@ -156,8 +157,12 @@ impl State {
             self.requeue_or_fail(subtask_id, Requeue::HolderLeft, detail, now_ms);
             self.revoke(revoked, subtask_id);
         }
-        // Dropping the sender ends every watch stream of this specialist.
-        self.feeds.remove(specialist_id);
+        // Its watch streams end.
+        if self.watched.remove(specialist_id) {
+            self.events.push(MachineEvent::Ended {
+                specialist_id: specialist_id.to_string(),
+            });
+        }
         self.drain(&specialist.specialist_type, now_ms);
         Ok(held.into_iter().rev().collect())
     }
@@ -271,7 +276,7 @@ impl State {
         self.view(&subtask_id)
     }
 
-    pub fn view(&self, subtask_id: &str) -> StoreResult<AssignmentView> {
+    pub(super) fn view(&self, subtask_id: &str) -> StoreResult<AssignmentView> {
         self.view_of(subtask_id)
             .ok_or_else(|| StoreError::subtask_not_found(subtask_id))
     }

@@ -1,6 +1,10 @@
-//! Errors every store reports, typed by cause; the API maps them to gRPC status codes in one place.
+//! Errors every store (and the rules' machine) reports, typed by cause; the API maps them to gRPC
+//! status codes in one place.
 
 use crate::domain::subtask::SubtaskState;
+
+/// What every store step answers.
+pub type StoreResult<T> = Result<T, StoreError>;
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StoreError {

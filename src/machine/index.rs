@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use crate::domain::scoring::score_upper_bound;
 use crate::domain::specialist::Availability;
 
-use super::state::State;
+use super::state::Machine;
 
 /// A specialist with room, in pick order: best possible score first (non-negative, so its bits sort
 /// like it), then the tie-break of `Rank`: fewer active, assigned longest ago, smaller id.
@@ -24,9 +24,9 @@ pub(super) struct SpecialistIndex {
     by_capability: HashMap<String, HashMap<String, BTreeSet<String>>>,
 }
 
-impl State {
+impl Machine {
     /// Re-files a specialist in the free index after its load, availability or limit changed (or it left).
-    pub fn reindex_free(&mut self, specialist_id: &str) {
+    pub(super) fn reindex_free(&mut self, specialist_id: &str) {
         if let Some((specialist_type, key)) = self.index.free_keys.remove(specialist_id) {
             if let Some(free) = self.index.free.get_mut(&specialist_type) {
                 free.remove(&key);
@@ -66,7 +66,7 @@ impl State {
     }
 
     /// Moves a specialist's capabilities in the capability index from `old` to `new`.
-    pub fn reindex_capabilities(
+    pub(super) fn reindex_capabilities(
         &mut self,
         specialist_type: &str,
         specialist_id: &str,
@@ -96,7 +96,7 @@ impl State {
 
     /// Whether any registered specialist of the type (whatever its availability) could serve
     /// a subtask needing `required`.
-    pub fn any_capable(
+    pub(super) fn any_capable(
         &self,
         specialist_type: &str,
         required: &[String],
@@ -139,7 +139,7 @@ impl State {
     }
 
     /// Free slots of a type's specialists that can take work now.
-    pub fn free_slots_of_type(&self, specialist_type: &str, now_ms: i64) -> u64 {
+    pub(super) fn free_slots_of_type(&self, specialist_type: &str, now_ms: i64) -> u64 {
         self.index
             .free
             .get(specialist_type)
