@@ -124,7 +124,7 @@ pub enum MachineEvent {
     /// An ASSIGNED or REVOKED event for one specialist's watchers.
     Watch {
         specialist_id: String,
-        event: WatchEvent,
+        event: Box<WatchEvent>,
     },
     /// The specialist left: its watch streams end.
     Ended { specialist_id: String },
@@ -239,7 +239,7 @@ impl Machine {
         };
         self.events.push(MachineEvent::Watch {
             specialist_id: specialist_id.to_string(),
-            event,
+            event: Box::new(event),
         });
     }
 
@@ -262,7 +262,7 @@ impl Machine {
         };
         self.events.push(MachineEvent::Watch {
             specialist_id,
-            event,
+            event: Box::new(event),
         });
     }
 

@@ -48,7 +48,7 @@ impl Inner {
                         self.machine.unwatch(&specialist_id);
                         continue;
                     };
-                    if sender.send(FeedItem::Event(Box::new(event))).is_err() {
+                    if sender.send(FeedItem::Event(event)).is_err() {
                         self.feeds.remove(&specialist_id);
                         self.machine.unwatch(&specialist_id);
                     }
