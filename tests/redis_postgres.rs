@@ -476,7 +476,7 @@ async fn empty_redis_is_rebuilt_from_postgres() {
 /// connections it accepted).
 #[tokio::test]
 async fn an_idle_relay_keeps_its_connection() {
-    use switchboard::store::redis::relay::{self, RelayConfig};
+    use switchboard::store::production::relay::{self, RelayConfig};
     let redis = support::redis_server::PrivateRedis::start().await;
     let db = TestDb::create().await;
     postgres::migrate(&mut db.client().await).await.unwrap();
@@ -523,7 +523,7 @@ async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
     use switchboard::domain::policy::RoutingPolicy;
     use switchboard::domain::specialist::Registration;
     use switchboard::domain::subtask::{CompletionReport, SubtaskSpec};
-    use switchboard::store::redis::relay::{self, RelayConfig};
+    use switchboard::store::production::relay::{self, RelayConfig};
     use switchboard::store::redis::{RedisStore, RedisStoreConfig};
     use switchboard::store::Store;
 

@@ -30,6 +30,13 @@ impl Availability {
             Availability::Offline => "offline",
         }
     }
+
+    /// The availability `as_str` names.
+    pub fn parse(text: &str) -> Option<Availability> {
+        Availability::ALL
+            .into_iter()
+            .find(|availability| availability.as_str() == text)
+    }
 }
 
 /// What Register asks for, validated and normalised.

@@ -11,9 +11,11 @@ use tracing::{debug, info, Instrument};
 use crate::config::ServeConfig;
 use crate::domain::policy::RoutingPolicy;
 use crate::store::postgres;
-use crate::store::redis::pending::PendingStore;
-use crate::store::redis::rebuild;
-use crate::store::redis::relay::{self, RelayConfig};
+use crate::store::production::{
+    rebuild,
+    relay::{self, RelayConfig},
+    PendingStore,
+};
 use crate::store::redis::{RedisStore, RedisStoreConfig};
 
 use crate::learned_scorer::checkpoints::{CheckpointStore, MemoryCheckpoints};

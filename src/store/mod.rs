@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod clock;
 pub mod memory;
 pub mod postgres;
+pub mod production;
 pub mod redis;
 
 use async_trait::async_trait;

@@ -6,6 +6,8 @@
 //! - `event_id`: outbox event ids and how their positions compare.
 //! - `statements`: the applier's SQL; `collapse`: its per-row rules, folding a batch's events of
 //!   one row into one write; `columns`: domain values as column values.
+//! - `pending`: subtasks accepted while Redis is unreachable; `restore`: what a rebuild of an
+//!   empty Redis reads; `reads`: a finished subtask Redis no longer keeps.
 //! - `error`: `PgError`, whether a retry can help, and its `StoreError` form.
 
 pub mod checkpoints;
@@ -18,7 +20,9 @@ pub mod history;
 #[cfg(test)]
 mod history_tests;
 pub mod migrate;
+pub mod pending;
 mod reads;
+pub mod restore;
 mod statements;
 
 use tokio_postgres::{Client, NoTls};

@@ -13,12 +13,10 @@ pub mod keys;
 pub mod library;
 mod notices;
 pub mod outbox;
-pub mod pending;
 mod placements;
 pub mod policy;
-pub mod rebuild;
-pub mod relay;
-mod replies;
+pub(crate) mod replies;
+pub mod restore;
 mod retention;
 mod routing;
 
@@ -43,12 +41,12 @@ use crate::store::{
     QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
+use crate::store::production::PendingStore;
 use call::{nested, About, Args, Target};
 use connections::{Connections, Endpoint};
 use feed::FeedHub;
 use keys::Keys;
 use library::{Function, Library};
-use pending::PendingStore;
 use policy::SlotPolicy;
 use replies::{int, items, text};
 
@@ -178,7 +176,7 @@ impl RedisStore {
         })
     }
 
-    /// Accept subtasks into Postgres while Redis is unreachable (see pending.rs).
+    /// Accept subtasks into Postgres while Redis is unreachable (see store/production/pending.rs).
     pub fn with_pending(mut self, pending: PendingStore) -> Self {
         self.pending = Some(pending);
         self

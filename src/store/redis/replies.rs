@@ -85,10 +85,7 @@ pub fn list(value: &Value) -> StoreResult<Vec<String>> {
 }
 
 pub fn availability(text: &str) -> StoreResult<Availability> {
-    Availability::ALL
-        .into_iter()
-        .find(|availability| availability.as_str() == text)
-        .ok_or_else(|| malformed("unknown availability"))
+    Availability::parse(text).ok_or_else(|| malformed("unknown availability"))
 }
 
 pub fn state(text: &str) -> StoreResult<SubtaskState> {

@@ -4,11 +4,11 @@
 //! no queue to rank them in yet). A finished subtask Redis forgot (its retention passed) is read
 //! from the history.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::domain::subtask::{AssignmentView, Subtask, SubtaskSpec, SubtaskState};
 use crate::store::breaker::{BreakerConfig, CircuitBreaker};
-use crate::store::postgres::PgPool;
+use crate::store::postgres::{finished_subtask, pending, PgPool};
 use crate::store::{StoreError, StoreResult};
 
 pub const PENDING_DETAIL: &str =
@@ -18,12 +18,6 @@ pub struct PendingStore {
     pool: PgPool,
     breaker: CircuitBreaker,
     timeout: Duration,
-}
-
-fn millis(at: SystemTime) -> i64 {
-    at.duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or_default()
 }
 
 pub fn pending_view(spec: &SubtaskSpec, accepted_at_ms: i64) -> AssignmentView {
@@ -79,61 +73,31 @@ impl PendingStore {
 
     /// Accepts a subtask durably; the same id again with the same content returns it.
     pub async fn accept(&self, spec: &SubtaskSpec) -> StoreResult<AssignmentView> {
-        let row = self
+        let (kept, accepted_at_ms) = self
             .guarded(async {
                 let client = self.pool.get().await.map_err(|error| error.to_string())?;
-                client
-                    .execute(
-                        "INSERT INTO pending_subtasks (subtask_id, specialist_type, \
-                         required_capabilities, require_all_capabilities, priority, parent_id, \
-                         depends_on, payload, accepted_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, now()) \
-                         ON CONFLICT (subtask_id) DO NOTHING",
-                        &[
-                            &spec.subtask_id,
-                            &spec.specialist_type,
-                            &spec.required_capabilities,
-                            &spec.require_all_capabilities,
-                            &spec.priority,
-                            &spec.parent_id,
-                            &spec.depends_on,
-                            &spec.payload,
-                        ],
-                    )
-                    .await
-                    .map_err(|error| error.to_string())?;
-                client
-                    .query_one(
-                        "SELECT * FROM pending_subtasks WHERE subtask_id = $1",
-                        &[&spec.subtask_id],
-                    )
+                pending::keep(&client, spec)
                     .await
                     .map_err(|error| error.to_string())
             })
             .await?;
-        if crate::store::postgres::spec_of_row(&row) != *spec {
+        if kept != *spec {
             return Err(StoreError::already_exists(&spec.subtask_id));
         }
         metrics::counter!(crate::metrics::PENDING_ACCEPTED).increment(1);
-        Ok(pending_view(spec, millis(row.get("accepted_at"))))
+        Ok(pending_view(spec, accepted_at_ms))
     }
 
     pub async fn get(&self, subtask_id: &str) -> StoreResult<Option<(AssignmentView, Subtask)>> {
-        let row = self
+        let found = self
             .guarded(async {
                 let client = self.pool.get().await.map_err(|error| error.to_string())?;
-                client
-                    .query_opt(
-                        "SELECT * FROM pending_subtasks WHERE subtask_id = $1",
-                        &[&subtask_id],
-                    )
+                pending::find(&client, subtask_id)
                     .await
                     .map_err(|error| error.to_string())
             })
             .await?;
-        Ok(row.map(|row| {
-            let spec = crate::store::postgres::spec_of_row(&row);
-            let accepted_at_ms = millis(row.get("accepted_at"));
+        Ok(found.map(|(spec, accepted_at_ms)| {
             (
                 pending_view(&spec, accepted_at_ms),
                 Subtask {
@@ -151,7 +115,7 @@ impl PendingStore {
     ) -> StoreResult<Option<(AssignmentView, Subtask)>> {
         self.guarded(async {
             let client = self.pool.get().await.map_err(|error| error.to_string())?;
-            crate::store::postgres::finished_subtask(&client, subtask_id)
+            finished_subtask(&client, subtask_id)
                 .await
                 .map_err(|error| error.to_string())
         })
@@ -160,34 +124,20 @@ impl PendingStore {
 
     /// The oldest pending subtasks, at most `limit`.
     pub async fn oldest(&self, limit: i64) -> StoreResult<Vec<SubtaskSpec>> {
-        let rows = self
-            .guarded(async {
-                let client = self.pool.get().await.map_err(|error| error.to_string())?;
-                client
-                    .query(
-                        "SELECT * FROM pending_subtasks ORDER BY accepted_at, subtask_id LIMIT $1",
-                        &[&limit],
-                    )
-                    .await
-                    .map_err(|error| error.to_string())
-            })
-            .await?;
-        Ok(rows
-            .iter()
-            .map(crate::store::postgres::spec_of_row)
-            .collect())
+        self.guarded(async {
+            let client = self.pool.get().await.map_err(|error| error.to_string())?;
+            pending::oldest(&client, limit)
+                .await
+                .map_err(|error| error.to_string())
+        })
+        .await
     }
 
     pub async fn remove(&self, subtask_id: &str) -> StoreResult<()> {
         self.guarded(async {
             let client = self.pool.get().await.map_err(|error| error.to_string())?;
-            client
-                .execute(
-                    "DELETE FROM pending_subtasks WHERE subtask_id = $1",
-                    &[&subtask_id],
-                )
+            pending::remove(&client, subtask_id)
                 .await
-                .map(|_| ())
                 .map_err(|error| error.to_string())
         })
         .await

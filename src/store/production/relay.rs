@@ -20,8 +20,8 @@ use crate::domain::history::HistoryEvent;
 use crate::domain::policy::ScoringWeights;
 use crate::store::postgres::{apply_batch, dead_letter, PgPool};
 
-use super::connections::{Connection, Endpoint};
-use super::outbox;
+use crate::store::redis::connections::{Connection, Endpoint};
+use crate::store::redis::outbox;
 
 /// How long one XREADGROUP waits for entries: well below the Redis client's reply timeout
 /// (500 ms), so an idle stream never looks like a lost connection.
