@@ -590,7 +590,11 @@ async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
     stop.cancel();
     relaying.await.unwrap();
     let backlog: i64 = redis::cmd("XLEN")
-        .arg(config.keys().type_key("backend", "outbox"))
+        .arg(
+            config
+                .keys()
+                .type_key("backend", switchboard::store::redis::keys::slot::OUTBOX),
+        )
         .query_async(
             &mut redis::Client::open(test_redis_url())
                 .unwrap()

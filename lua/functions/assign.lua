@@ -36,9 +36,9 @@ end
 
 -- Waits on a dependency in another slot (one Redis only: the call may touch any slot).
 local function depend_inline(dependency_type, dependency_id, dependent_id)
-  local prefix = 'sb:{' .. POL.namespace .. ':' .. dependency_type .. '}:'
-  rcall('RPUSH', prefix .. 'deps:' .. dependency_id, '\0' .. TYPE .. '\0' .. dependent_id)
-  local record = prefix .. 't:' .. dependency_id
+  local prefix = type_prefix(POL.namespace, dependency_type)
+  rcall('RPUSH', prefix .. K.deps .. dependency_id, '\0' .. TYPE .. '\0' .. dependent_id)
+  local record = prefix .. K.subtask .. dependency_id
   local dependency = sub_record(dependency_id, rcall('HGET', record, 'v'))
   if dependency.hd ~= '1' then
     dependency.hd = '1'
@@ -64,10 +64,10 @@ local function fn_assign(KEYS, ARGV)
     end
   end
   if not fresh then
-    local mark = rcall('GET', P .. 'mark:' .. id)
+    local mark = rcall('GET', P .. K.mark .. id)
     if mark == 'void' then
       if claim == 't' then
-        rcall('DEL', P .. 'mark:' .. id)
+        rcall('DEL', P .. K.mark .. id)
       elseif not elsewhere then
         -- The id's claim moved to another type after the store read the directory.
         return {0, 'retry'}
@@ -84,7 +84,7 @@ local function fn_assign(KEYS, ARGV)
     -- (`void` there) before it takes the claim over.
     if elsewhere then return {0, 'unclaimed', elsewhere} end
   end
-  if POL.outbox and rcall('XLEN', P .. 'outbox') >= POL.outbox_bound then
+  if POL.outbox and rcall('XLEN', P .. K.outbox) >= POL.outbox_bound then
     return refuse(E.BACKLOG_FULL, POL.outbox_bound)
   end
   local waiting, remote, inline, failed = {}, {}, {}, nil
@@ -95,13 +95,13 @@ local function fn_assign(KEYS, ARGV)
     local dependency_id = dependencies[i]
     local state
     if claim == 'k' then
-      local dependency_type = rcall('GET', 'sb:{' .. POL.namespace .. '/t/' .. dependency_id .. '}')
+      local dependency_type = rcall('GET', subtask_directory(POL.namespace, dependency_id))
       if dependency_type == TYPE then
         local dependency = sub_get(dependency_id)
         if dependency then state = dependency.st end
       elseif dependency_type then
-        local packed = rcall('HGET', 'sb:{' .. POL.namespace .. ':' .. dependency_type
-          .. '}:t:' .. dependency_id, 'v')
+        local packed = rcall('HGET', type_prefix(POL.namespace, dependency_type)
+          .. K.subtask .. dependency_id, 'v')
         if packed then state = smatch(packed, '^([^\t]*)') end
         inline[dependency_id] = dependency_type
       end
@@ -135,7 +135,7 @@ local function fn_assign(KEYS, ARGV)
     local route = route_new(sub_required(r), all == '1', ARGV[13])
     if route == 'ask' then return {0, 'ask', POL.fallback} end
     if route == 'forward' then
-      rcall('SET', P .. 'mark:' .. id, 'fwd:' .. POL.fallback)
+      rcall('SET', P .. K.mark .. id, 'fwd:' .. POL.fallback)
       return {0, 'forward', POL.fallback}
     end
   end

@@ -25,7 +25,7 @@ local function fn_candidates(KEYS, ARGV)
     end
   end
   local found = {}
-  local members = rcall('ZRANGE', P .. 'free', 0, -1)
+  local members = rcall('ZRANGE', P .. K.free, 0, -1)
   for i = 1, #members do
     local member = members[i]
     if member ~= SENTINEL then

@@ -21,7 +21,7 @@ local function fn_depend(KEYS, ARGV)
     return flush({0, r.st})
   end
   local entry = '\0' .. ARGV[6] .. '\0' .. ARGV[5]
-  local list = P .. 'deps:' .. r.id
+  local list = P .. K.deps .. r.id
   if not rcall('LPOS', list, entry) then rcall('RPUSH', list, entry) end
   if r.hd ~= '1' then sub_set(r, 'hd', '1') end
   return flush({0, ''})

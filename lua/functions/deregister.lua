@@ -14,18 +14,18 @@ local function fn_deregister(KEYS, ARGV)
   local id = ARGV[4]
   local s = spec_get(id)
   if not s then return refuse(E.SPECIALIST_NOT_FOUND) end
-  rcall('ZREM', P .. 'specs', id)
+  rcall('ZREM', P .. K.specs, id)
   local caps = spec_caps(s)
-  for i = 1, #caps do rcall('SREM', P .. 'cap:' .. caps[i], id) end
+  for i = 1, #caps do rcall('SREM', P .. K.cap .. caps[i], id) end
   capabilities_changed()
-  if s.fm ~= '' then rcall('ZREM', P .. 'free', s.fm) end
-  rcall('ZREM', P .. 'leases', id)
+  if s.fm ~= '' then rcall('ZREM', P .. K.free, s.fm) end
+  rcall('ZREM', P .. K.leases, id)
   local held = held_newest_first(s)
   spec_perf(s)
   if s.pn > 0 then
-    rcall('HSET', P .. 'perf:' .. id, 'n', s.pn, 'ok', s.pok, 'q', s.pq, 't', s.pt, 'w', s.w)
+    rcall('HSET', P .. K.perf .. id, 'n', s.pn, 'ok', s.pok, 'q', s.pq, 't', s.pt, 'w', s.w)
   end
-  rcall('DEL', P .. 's:' .. id)
+  rcall('DEL', P .. K.specialist .. id)
   spec_drop(id)
   for i = 1, #held do
     local r = held[i]

@@ -14,13 +14,13 @@ local function fn_expire(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
   if refused then return refused end
   local limit = tonum(ARGV[4])
-  local lapsed = rcall('ZRANGE', P .. 'leases', '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+  local lapsed = rcall('ZRANGE', P .. K.leases, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
   tsort(lapsed, bytes_less)
   local expired, requeued_records = {}, {}
   local requeued, failed = 0, 0
   for i = 1, #lapsed do
     local id = lapsed[i]
-    rcall('ZREM', P .. 'leases', id)
+    rcall('ZREM', P .. K.leases, id)
     local s = spec_get(id)
     if s and (s.av ~= 'offline' or s.act > 0) then
       local was_offline = s.av == 'offline'
@@ -48,10 +48,10 @@ local function fn_expire(KEYS, ARGV)
   local more = 0
   if #lapsed >= limit then more = 1 end
   local retirable = {}
-  local finished = rcall('ZRANGE', P .. 'done', '-inf', NOW - POL.retention, 'BYSCORE', 'LIMIT',
+  local finished = rcall('ZRANGE', P .. K.done, '-inf', NOW - POL.retention, 'BYSCORE', 'LIMIT',
     0, tonum(ARGV[5]))
   for i = 1, #finished do
-    local marks = rcall('HMGET', P .. 't:' .. finished[i], 'from', 'vd')
+    local marks = rcall('HMGET', P .. K.subtask .. finished[i], 'from', 'vd')
     retirable[#retirable + 1] = finished[i]
     retirable[#retirable + 1] = marks[1] or ''
     retirable[#retirable + 1] = marks[2] or ''

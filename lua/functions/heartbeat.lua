@@ -22,7 +22,7 @@ local function fn_heartbeat(KEYS, ARGV)
   local lease = NOW + POL.lease_ttl
   spec_set(s, 'hb', NOW_TEXT)
   spec_set(s, 'lease', lease)
-  rcall('ZADD', P .. 'leases', lease, id)
+  rcall('ZADD', P .. K.leases, lease, id)
   if availability ~= s.av then
     spec_set(s, 'av', availability)
     refile(s)

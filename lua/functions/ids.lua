@@ -25,8 +25,8 @@ local function fn_unbind(KEYS, ARGV)
     if ARGV[6] == '1' then return {0, 'taken'} end
     return refuse(E.TYPE_MISMATCH, TYPE)
   end
-  rcall('SET', P .. 'moved:' .. id, ARGV[5])
-  local perf = rcall('HMGET', P .. 'perf:' .. id, 'n', 'ok', 'q', 't', 'w')
+  rcall('SET', P .. K.moved .. id, ARGV[5])
+  local perf = rcall('HMGET', P .. K.perf .. id, 'n', 'ok', 'q', 't', 'w')
   if not perf[1] then return {0, 'perf', ''} end
   local window = perf[5] or ''
   if window == '' then window = '-' end
@@ -38,8 +38,8 @@ local function fn_void(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
   local id = ARGV[4]
-  local mark = rcall('GET', P .. 'mark:' .. id)
-  if rcall('EXISTS', P .. 't:' .. id) == 1 or (mark and mark ~= 'void') then return {0, 1} end
-  rcall('SET', P .. 'mark:' .. id, 'void')
+  local mark = rcall('GET', P .. K.mark .. id)
+  if rcall('EXISTS', P .. K.subtask .. id) == 1 or (mark and mark ~= 'void') then return {0, 1} end
+  rcall('SET', P .. K.mark .. id, 'void')
   return {0, 0}
 end

@@ -20,12 +20,12 @@ local function fn_purge(KEYS, ARGV)
     local finished = r and r.fin ~= ''
       and (r.st == 'COMPLETED' or r.st == 'FAILED' or r.st == 'CANCELLED')
     if finished and tonum(r.fin) <= cutoff then
-      rcall('DEL', P .. 't:' .. id, P .. 'deps:' .. id)
-      rcall('ZREM', P .. 'done', id)
+      rcall('DEL', P .. K.subtask .. id, P .. K.deps .. id)
+      rcall('ZREM', P .. K.done, id)
       sub_drop(id)
       deleted = deleted + 1
     elseif not finished then
-      rcall('ZREM', P .. 'done', id)
+      rcall('ZREM', P .. K.done, id)
     end
   end
   return flush({0, deleted})

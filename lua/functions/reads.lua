@@ -44,7 +44,7 @@ local function fn_in_flight(KEYS, ARGV)
     local r = sub_get(held[i])
     if r then events[#events + 1] = {view(r), sub_spec(r)} end
   end
-  return {0, tonum(rcall('GET', P .. 'epoch') or '0'), events}
+  return {0, tonum(rcall('GET', P .. K.epoch) or '0'), events}
 end
 
 local function fn_queue_position(KEYS, ARGV)
@@ -53,14 +53,14 @@ local function fn_queue_position(KEYS, ARGV)
   local r = sub_get(ARGV[4])
   if not r then return refuse(E.SUBTASK_NOT_FOUND) end
   if r.st ~= 'QUEUED' then return refuse(E.NOT_QUEUED, r.st) end
-  return {0, TYPE, queue_rank(r.id), rcall('ZCARD', P .. 'queue')}
+  return {0, TYPE, queue_rank(r.id), rcall('ZCARD', P .. K.queue)}
 end
 
 local function fn_list_queue(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
   local size, token = tonum(ARGV[4]), ARGV[5]
-  local queue_key = P .. 'queue'
+  local queue_key = P .. K.queue
   local lower, first_position = '-inf', 1
   if token ~= '' then
     if sfind(token, '^%-?%d+$') == nil then return refuse(E.BAD_PAGE_TOKEN) end
@@ -88,7 +88,7 @@ local function fn_queue_stats(KEYS, ARGV)
   if refused then return refused end
   local counts = {online = 0, idle = 0, busy = 0, away = 0, offline = 0}
   local active, free = 0, 0
-  local ids = rcall('ZRANGE', P .. 'specs', 0, -1)
+  local ids = rcall('ZRANGE', P .. K.specs, 0, -1)
   for i = 1, #ids do
     local s = spec_get(ids[i])
     if s then
@@ -100,10 +100,10 @@ local function fn_queue_stats(KEYS, ARGV)
     end
   end
   local oldest_wait = 0
-  local oldest = rcall('ZRANGE', P .. 'qage', 0, 0, 'WITHSCORES')
+  local oldest = rcall('ZRANGE', P .. K.qage, 0, 0, 'WITHSCORES')
   if #oldest > 0 then oldest_wait = mmax(NOW - tonum(oldest[2]), 0) end
-  return {0, rcall('ZCARD', P .. 'queue'), oldest_wait, counts.online, counts.idle, counts.busy,
-    counts.away, counts.offline, active, rcall('SCARD', P .. 'blocked'), free}
+  return {0, rcall('ZCARD', P .. K.queue), oldest_wait, counts.online, counts.idle, counts.busy,
+    counts.away, counts.offline, active, rcall('SCARD', P .. K.blocked), free}
 end
 
 local function fn_get_specialist(KEYS, ARGV)
@@ -120,7 +120,7 @@ local function fn_list_specialists(KEYS, ARGV)
   local size, token = tonum(ARGV[4]), ARGV[5]
   local lower = '-'
   if token ~= '' then lower = '(' .. token end
-  local ids = rcall('ZRANGE', P .. 'specs', lower, '+', 'BYLEX', 'LIMIT', 0, size + 1)
+  local ids = rcall('ZRANGE', P .. K.specs, lower, '+', 'BYLEX', 'LIMIT', 0, size + 1)
   local items = {}
   for i = 1, mmin(#ids, size) do
     local s = spec_get(ids[i])
@@ -137,7 +137,7 @@ local function fn_performance(KEYS, ARGV)
   local id = ARGV[4]
   local s = spec_get(id, 'perf')
   if s then return {0, s.pn, s.pok, s.pq, s.pt, s.w} end
-  local perf = rcall('HMGET', P .. 'perf:' .. id, 'n', 'ok', 'q', 't', 'w')
+  local perf = rcall('HMGET', P .. K.perf .. id, 'n', 'ok', 'q', 't', 'w')
   if not perf[1] then return refuse(E.SPECIALIST_NOT_FOUND) end
   return {0, tonum(perf[1]), tonum(perf[2] or '0'), perf[3], perf[4], perf[5] or ''}
 end

@@ -18,13 +18,13 @@ local function fn_register(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
   if refused then return refused end
   local id, caps = ARGV[4], ARGV[5]
-  if rcall('EXISTS', P .. 'moved:' .. id) == 1 then
+  if rcall('EXISTS', P .. K.moved .. id) == 1 then
     if ARGV[10] ~= '1' then return {0, 'retry'} end
-    rcall('DEL', P .. 'moved:' .. id)
+    rcall('DEL', P .. K.moved .. id)
   end
   local s = spec_get(id)
   if ARGV[9] == '1' and s then return {0, 'taken'} end
-  local perf_key = P .. 'perf:' .. id
+  local perf_key = P .. K.perf .. id
   local carried = ARGV[11]
   if carried ~= '' then
     rcall('DEL', perf_key)
@@ -61,18 +61,18 @@ local function fn_register(KEYS, ARGV)
       new = false
     }
     spec_new(s)
-    rcall('ZADD', P .. 'specs', 0, id)
+    rcall('ZADD', P .. K.specs, 0, id)
   end
   local new_caps = spec_caps(s)
   local old_set, new_set = set_of(old_caps), set_of(new_caps)
   for i = 1, #old_caps do
-    if not new_set[old_caps[i]] then rcall('SREM', P .. 'cap:' .. old_caps[i], id) end
+    if not new_set[old_caps[i]] then rcall('SREM', P .. K.cap .. old_caps[i], id) end
   end
   for i = 1, #new_caps do
-    if not old_set[new_caps[i]] then rcall('SADD', P .. 'cap:' .. new_caps[i], id) end
+    if not old_set[new_caps[i]] then rcall('SADD', P .. K.cap .. new_caps[i], id) end
   end
   capabilities_changed()
-  rcall('ZADD', P .. 'leases', lease, id)
+  rcall('ZADD', P .. K.leases, lease, id)
   refile(s)
   drain_for(s)
   outbox('k', 'R', 'sp', id, 'caps', caps, 'max', max, 'lab', ARGV[7], 'av', ARGV[8])

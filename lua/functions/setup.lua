@@ -27,21 +27,21 @@ local function fn_adopt(KEYS, ARGV)
   local current = rcall('HGET', meta, 'fp')
   local prefix = ssub(meta, 1, #meta - 4)
   if current == fingerprint then
-    rcall('ZADD', prefix .. 'free', 'NX', 'inf', SENTINEL)
-    rcall('ZADD', prefix .. 'leases', 'NX', 'inf', SENTINEL)
+    rcall('ZADD', prefix .. K.free, 'NX', 'inf', SENTINEL)
+    rcall('ZADD', prefix .. K.leases, 'NX', 'inf', SENTINEL)
     return {0, 'same'}
   end
   if current and ARGV[15] ~= '1' then return {0, 'other', current} end
   rcall('HSET', meta, 'fp', fingerprint, 'type', ARGV[2], 'fb', ARGV[3], 'wc', ARGV[4],
     'wl', ARGV[5], 'wa', ARGV[6], 'wp', ARGV[7], 'dmc', ARGV[8], 'ttl', ARGV[9], 'ma', ARGV[10],
     'ob', ARGV[11], 'ch', ARGV[12], 'ret', ARGV[13], 'ns', ARGV[14])
-  rcall('ZADD', prefix .. 'free', 'inf', SENTINEL)
-  rcall('ZADD', prefix .. 'leases', 'inf', SENTINEL)
+  rcall('ZADD', prefix .. K.free, 'inf', SENTINEL)
+  rcall('ZADD', prefix .. K.leases, 'inf', SENTINEL)
   -- Calls of this library under the replaced rules are refused from now on (begin reads back).
   POLICIES = {}
   if not current then return {0, 'new'} end
   begin({meta}, {fingerprint, '', ''}, E.SPECIALIST_NOT_FOUND)
-  local ids = rcall('ZRANGE', P .. 'specs', 0, -1)
+  local ids = rcall('ZRANGE', P .. K.specs, 0, -1)
   for i = 1, #ids do
     local s = spec_get(ids[i])
     if s then refile(s) end
@@ -54,7 +54,7 @@ local function fn_restore(KEYS, ARGV)
   if refused then return refused end
   if ARGV[4] == 'subtask' then
     local id = ARGV[5]
-    if rcall('EXISTS', P .. 't:' .. id) == 1 then return {0, 0} end
+    if rcall('EXISTS', P .. K.subtask .. id) == 1 then return {0, 0} end
     local finished = ARGV[14]
     sub_new({
       id = id, st = ARGV[11], att = ARGV[12], hold = '', ep = '0', at = '', bd = '', qs = '',
@@ -62,10 +62,10 @@ local function fn_restore(KEYS, ARGV)
       det = ARGV[13], caps = ARGV[7], all = ARGV[8], prio = ARGV[9], lf = '', from = '',
       vd = '', spec = ARGV[6], packed = false
     })
-    if finished ~= '' then rcall('ZADD', P .. 'done', finished, id) end
+    if finished ~= '' then rcall('ZADD', P .. K.done, finished, id) end
     return flush({0, 1})
   end
-  rcall('HSET', P .. 'perf:' .. ARGV[5], 'n', ARGV[6], 'ok', ARGV[7], 'q', ARGV[8], 't', ARGV[9],
+  rcall('HSET', P .. K.perf .. ARGV[5], 'n', ARGV[6], 'ok', ARGV[7], 'q', ARGV[8], 't', ARGV[9],
     'w', ARGV[10])
   return {0, 1}
 end

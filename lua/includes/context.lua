@@ -73,7 +73,7 @@ local function begin(keys, args, missing)
   if namespace ~= '' then
     local bound = rcall('GET', keys[1])
     if not bound then return {missing} end
-    META = 'sb:{' .. namespace .. ':' .. bound .. '}:meta'
+    META = type_prefix(namespace, bound) .. K.meta
   else
     META = keys[1]
   end
@@ -100,7 +100,7 @@ local function begin(keys, args, missing)
   end
   POL = policy
   TYPE = policy.type
-  P = ssub(META, 1, #META - 4)
+  P = ssub(META, 1, #META - #K.meta)
   SPECS, SUBS, SPEC_WRITES, SUB_WRITES, TOUCHED = {}, {}, {}, {}, {}
   NOTIFIED, REPORT, CAPABLE = false, nil, nil
   return nil

@@ -31,7 +31,7 @@ local function touch(r)
 end
 
 local function outbox(...)
-  if POL.outbox then rcall('XADD', P .. 'outbox', '*', ...) end
+  if POL.outbox then rcall('XADD', P .. K.outbox, '*', ...) end
 end
 
 -- Ends a call: every changed record written once, then the outbox entries of the subtasks it
@@ -41,7 +41,7 @@ local function flush(reply)
   for i = 1, #SPEC_WRITES do
     local s = SPEC_WRITES[i]
     if SPECS[s.id] == s then
-      local command = {'HSET', P .. 's:' .. s.id}
+      local command = {'HSET', P .. K.specialist .. s.id}
       spec_fields(s, command)
       rcall(unpack_(command))
     end
@@ -50,10 +50,10 @@ local function flush(reply)
     local r = SUB_WRITES[i]
     if SUBS[r.id] == r then
       if r.new then
-        rcall('HSET', P .. 't:' .. r.id, 'spec', r.spec, 'k', r.caps .. '\t' .. r.all .. '\t'
+        rcall('HSET', P .. K.subtask .. r.id, 'spec', r.spec, 'k', r.caps .. '\t' .. r.all .. '\t'
           .. r.prio .. '\t' .. r.lf .. '\t' .. r.from .. '\t' .. r.vd, 'v', pack_v(r))
       else
-        rcall('HSET', P .. 't:' .. r.id, 'v', pack_v(r))
+        rcall('HSET', P .. K.subtask .. r.id, 'v', pack_v(r))
       end
     end
   end
@@ -63,12 +63,12 @@ local function flush(reply)
       if SUBS[r.id] == r then
         if REPORT and REPORT.id == r.id then
           -- The change and the report that made it, in one entry.
-          rcall('XADD', P .. 'outbox', '*', 'k', 'f', 'id', r.id, 'v', pack_v(r), 'ok', REPORT.ok,
+          rcall('XADD', P .. K.outbox, '*', 'k', 'f', 'id', r.id, 'v', pack_v(r), 'ok', REPORT.ok,
             'ms', REPORT.ms, 'q', REPORT.q)
         elseif r.new then
-          rcall('XADD', P .. 'outbox', '*', 'k', 'c', 'id', r.id, 'v', pack_v(r), 'spec', r.spec)
+          rcall('XADD', P .. K.outbox, '*', 'k', 'c', 'id', r.id, 'v', pack_v(r), 'spec', r.spec)
         else
-          rcall('XADD', P .. 'outbox', '*', 'k', 's', 'id', r.id, 'v', pack_v(r))
+          rcall('XADD', P .. K.outbox, '*', 'k', 's', 'id', r.id, 'v', pack_v(r))
         end
       end
     end

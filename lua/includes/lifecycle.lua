@@ -16,13 +16,13 @@ local function mark_finished(r, state, detail)
   sub_set(r, 'st', state)
   sub_set(r, 'fin', NOW_TEXT)
   if detail then sub_set(r, 'det', detail) end
-  rcall('ZADD', P .. 'done', NOW, r.id)
+  rcall('ZADD', P .. K.done, NOW, r.id)
   touch(r)
 end
 
 local function unblock(r)
   sub_set(r, 'wait', '')
-  rcall('SREM', P .. 'blocked', r.id)
+  rcall('SREM', P .. K.blocked, r.id)
 end
 
 -- One dependent learns that a dependency finished in `state`. Nothing happens unless it is
@@ -57,14 +57,14 @@ local function settle_from(pending)
   while #pending > 0 do
     local dependency = tremove(pending)
     if dependency.hd == '1' then
-      local list = P .. 'deps:' .. dependency.id
+      local list = P .. K.deps .. dependency.id
       local waiting = rcall('LRANGE', list, 0, -1)
       rcall('DEL', list)
       for i = 1, #waiting do
         local entry = waiting[i]
         local target_type, target_id = smatch(entry, '^%z([^%z]*)%z(.*)$')
         if target_type then
-          rcall('RPUSH', P .. 'notify', target_type .. ' ' .. target_id .. ' ' .. dependency.id
+          rcall('RPUSH', P .. K.notify, target_type .. ' ' .. target_id .. ' ' .. dependency.id
             .. ' ' .. dependency.st)
           NOTIFIED = true
         else
@@ -93,13 +93,13 @@ local function block(r, waiting, remote)
       remote_waits[#remote_waits + 1] = dependency_id
       remote_waits[#remote_waits + 1] = remote_type
     else
-      rcall('RPUSH', P .. 'deps:' .. dependency_id, r.id)
+      rcall('RPUSH', P .. K.deps .. dependency_id, r.id)
       local dependency = sub_get(dependency_id)
       if dependency and dependency.hd ~= '1' then sub_set(dependency, 'hd', '1') end
     end
   end
   sub_set(r, 'rw', tconcat(remote_waits, ' '))
-  rcall('SADD', P .. 'blocked', r.id)
+  rcall('SADD', P .. K.blocked, r.id)
 end
 
 -- The dependencies in other slots a BLOCKED subtask still waits on, as id, type, id, type...

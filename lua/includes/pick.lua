@@ -91,7 +91,7 @@ local function pick(r)
   local best = nil
   local offset, batch = 0, 2
   while true do
-    local entries = rcall('ZRANGE', P .. 'free', '-inf', '+inf', 'BYSCORE', 'LIMIT', offset,
+    local entries = rcall('ZRANGE', P .. K.free, '-inf', '+inf', 'BYSCORE', 'LIMIT', offset,
       batch, 'WITHSCORES')
     for i = 1, #entries, 2 do
       local member = entries[i]
@@ -122,7 +122,7 @@ end
 
 -- Gives a subtask (not queued, not held) to a specialist with a fresh epoch.
 local function hand_out(r, s, matched, performance)
-  local epoch = rcall('INCR', P .. 'epoch')
+  local epoch = rcall('INCR', P .. K.epoch)
   local inputs
   if performance then
     inputs = sformat('%d %d %d %s %s', matched, #sub_required(r), s.act, s.av, performance)
@@ -185,10 +185,10 @@ end
 -- so only the queue entries it could serve (its capability indexes) are walked, in queue order.
 local function drain_for(s)
   if not s or free_slots(s) <= 0 then return end
-  if rcall('EXISTS', P .. 'queue') == 0 then return end
+  if rcall('EXISTS', P .. K.queue) == 0 then return end
   local caps_list = spec_caps(s)
-  local index_keys = {P .. 'qany'}
-  for i = 1, #caps_list do index_keys[i + 1] = P .. 'qcap:' .. caps_list[i] end
+  local index_keys = {P .. K.qany}
+  for i = 1, #caps_list do index_keys[i + 1] = P .. K.qcap .. caps_list[i] end
   local cursors = {}
   for i = 1, #index_keys do cursors[i] = '-inf' end
   while free_slots(s) > 0 do

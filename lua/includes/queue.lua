@@ -7,9 +7,9 @@
 
 local function queue_index_keys(r)
   local required = sub_required(r)
-  if #required == 0 then return {P .. 'qany'} end
+  if #required == 0 then return {P .. K.qany} end
   local keys = {}
-  for i = 1, #required do keys[i] = P .. 'qcap:' .. required[i] end
+  for i = 1, #required do keys[i] = P .. K.qcap .. required[i] end
   return keys
 end
 
@@ -17,15 +17,15 @@ local function enqueue(r, at_head)
   sub_static(r)
   local seq
   if at_head then
-    seq = rcall('DECR', P .. 'hseq')
+    seq = rcall('DECR', P .. K.hseq)
   else
-    seq = rcall('INCR', P .. 'tseq')
+    seq = rcall('INCR', P .. K.tseq)
   end
   local score = -r.prio * QUEUE_BAND + seq
-  rcall('ZADD', P .. 'queue', score, r.id)
+  rcall('ZADD', P .. K.queue, score, r.id)
   local keys = queue_index_keys(r)
   for i = 1, #keys do rcall('ZADD', keys[i], score, r.id) end
-  rcall('ZADD', P .. 'qage', NOW, r.id)
+  rcall('ZADD', P .. K.qage, NOW, r.id)
   sub_set(r, 'st', 'QUEUED')
   sub_set(r, 'qs', int_text(score))
   sub_set(r, 'enq', NOW_TEXT)
@@ -34,9 +34,9 @@ end
 
 local function take_from_queue(r)
   if r.qs == nil or r.qs == '' then return end
-  rcall('ZREM', P .. 'queue', r.id)
+  rcall('ZREM', P .. K.queue, r.id)
   local keys = queue_index_keys(r)
   for i = 1, #keys do rcall('ZREM', keys[i], r.id) end
-  rcall('ZREM', P .. 'qage', r.id)
+  rcall('ZREM', P .. K.qage, r.id)
   sub_set(r, 'qs', '')
 end

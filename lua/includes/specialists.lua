@@ -53,11 +53,11 @@ local function spec_get(id, also)
   if cached ~= nil then return cached or nil end
   local values
   if also == 'perf' then
-    values = rcall('HMGET', P .. 's:' .. id, 'caps', 'r', 'p')
+    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'p')
   elseif also == 'display' then
-    values = rcall('HMGET', P .. 's:' .. id, 'caps', 'r', 'd')
+    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'd')
   else
-    values = rcall('HMGET', P .. 's:' .. id, 'caps', 'r')
+    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r')
   end
   if not values[2] then
     SPECS[id] = false
@@ -72,12 +72,12 @@ end
 
 -- The performance record of a specialist read without it.
 local function spec_perf(s)
-  if not s.pn then spec_load_perf(s, rcall('HGET', P .. 's:' .. s.id, 'p')) end
+  if not s.pn then spec_load_perf(s, rcall('HGET', P .. K.specialist .. s.id, 'p')) end
 end
 
 -- The display part, read only when a reply shows it.
 local function spec_display(s)
-  if not s.reg then spec_load_display(s, rcall('HGET', P .. 's:' .. s.id, 'd')) end
+  if not s.reg then spec_load_display(s, rcall('HGET', P .. K.specialist .. s.id, 'd')) end
 end
 
 local function spec_dirty(s, part)
@@ -181,11 +181,11 @@ local function refile(s)
     member = free_member(s.act, s.lseq, s.id)
   end
   local old = s.fm
-  if old ~= '' and old ~= member then rcall('ZREM', P .. 'free', old) end
+  if old ~= '' and old ~= member then rcall('ZREM', P .. K.free, old) end
   if member ~= '' then
     local bound = score_of(1.0, load_factor(s.act), AVAILABILITY[s.av], spec_performance(s),
       POL.weights)
-    rcall('ZADD', P .. 'free', -bound, member)
+    rcall('ZADD', P .. K.free, -bound, member)
   end
   if old ~= member then spec_set(s, 'fm', member) end
 end
@@ -199,14 +199,14 @@ local function any_capable(required, require_all)
   local answer = CAPABLE[question]
   if answer ~= nil then return answer end
   if #required == 0 then
-    answer = rcall('ZCARD', P .. 'specs') > 0
+    answer = rcall('ZCARD', P .. K.specs) > 0
   elseif not require_all then
     local keys = {}
-    for i = 1, #required do keys[i] = P .. 'cap:' .. required[i] end
+    for i = 1, #required do keys[i] = P .. K.cap .. required[i] end
     answer = rcall('EXISTS', unpack_(keys)) > 0
   else
     local command = {'SINTERCARD', #required}
-    for i = 1, #required do command[i + 2] = P .. 'cap:' .. required[i] end
+    for i = 1, #required do command[i + 2] = P .. K.cap .. required[i] end
     command[#command + 1] = 'LIMIT'
     command[#command + 1] = 1
     answer = rcall(unpack_(command)) > 0

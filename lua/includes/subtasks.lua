@@ -39,7 +39,7 @@ end
 
 -- What the rules read of the spec (k), read once per call.
 local function sub_static(r)
-  if not r.caps then sub_load_static(r, rcall('HGET', P .. 't:' .. r.id, 'k')) end
+  if not r.caps then sub_load_static(r, rcall('HGET', P .. K.subtask .. r.id, 'k')) end
 end
 
 -- with_static: read what the rules read of the spec too (k).
@@ -51,7 +51,7 @@ local function sub_get(id, with_static)
   end
   local r
   if with_static then
-    local values = rcall('HMGET', P .. 't:' .. id, 'v', 'k')
+    local values = rcall('HMGET', P .. K.subtask .. id, 'v', 'k')
     if not values[1] then
       SUBS[id] = false
       return nil
@@ -59,7 +59,7 @@ local function sub_get(id, with_static)
     r = sub_record(id, values[1])
     sub_load_static(r, values[2])
   else
-    local v = rcall('HGET', P .. 't:' .. id, 'v')
+    local v = rcall('HGET', P .. K.subtask .. id, 'v')
     if not v then
       SUBS[id] = false
       return nil
@@ -114,7 +114,7 @@ end
 
 -- The subtask as submitted (opaque): read only when a reply or an event carries it.
 local function sub_spec(r)
-  if not r.spec then r.spec = rcall('HGET', P .. 't:' .. r.id, 'spec') or '' end
+  if not r.spec then r.spec = rcall('HGET', P .. K.subtask .. r.id, 'spec') or '' end
   return r.spec
 end
 
@@ -132,7 +132,7 @@ local function pack_v(r, revoked)
 end
 
 local function queue_rank(subtask_id)
-  local rank = rcall('ZRANK', P .. 'queue', subtask_id)
+  local rank = rcall('ZRANK', P .. K.queue, subtask_id)
   if not rank then return '' end
   return rank + 1
 end

@@ -63,7 +63,11 @@ pub async fn run(
     config: RelayConfig,
     stop: CancellationToken,
 ) {
-    let stream = format!("{}outbox", config.prefix);
+    let stream = format!(
+        "{}{}",
+        config.prefix,
+        crate::store::redis::keys::slot::OUTBOX
+    );
     let consumer = format!("relay-{}-{:x}", std::process::id(), rand_suffix());
     info!(%stream, %consumer, "outbox relay started");
     let mut backoff = Backoff::default();

@@ -154,7 +154,7 @@ impl RedisStore {
 
     /// The next id of the type's `specialist-<type>-<n>` sequence.
     async fn mint(&self, spec_type: &str) -> StoreResult<String> {
-        let counter = self.keys.type_key(spec_type, "minted");
+        let counter = self.keys.type_key(spec_type, super::keys::slot::MINTED);
         let next: u64 = self.query(&command(&["INCR", &counter])).await?;
         Ok(format!("specialist-{spec_type}-{next}"))
     }

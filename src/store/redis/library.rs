@@ -1,5 +1,6 @@
 //! The Lua of `lua/` as one Redis Functions library: a prelude generated from `domain::rules`
-//! (bands, factors, prior, window, queue band, refusal codes), the includes in dependency order,
+//! (bands, factors, prior, window, queue band, refusal codes) and `keys` (key names, as `K`), the
+//! includes in dependency order,
 //! then the functions, each registered as `<library>_<name>`. The library's name carries a hash of
 //! its source, so replicas of different builds never call each other's functions; it is loaded
 //! once per Redis (FUNCTION LOAD, on every primary of a cluster) and again whenever Redis answers
@@ -8,6 +9,8 @@
 use std::fmt::Write as _;
 
 use sha2::{Digest, Sha256};
+
+use super::keys::{slot, SUBTASK_DIRECTORY, TYPE_PREFIX};
 
 use crate::domain::rules::{
     RefusalCode, AVAILABILITY_FACTORS, LOAD_BANDS, LOAD_FACTOR_OVERLOADED, PERFORMANCE_WINDOW,
@@ -265,7 +268,9 @@ pub fn include(name: &str) -> Option<&'static str> {
 
 /// The rules' constants as Lua: the only place the library gets them from.
 pub fn prelude() -> String {
-    let mut lua = String::from("-- prelude: generated from src/domain/rules.rs\n");
+    let mut lua = String::from(
+        "-- prelude: generated from src/domain/rules.rs and src/store/redis/keys.rs\n",
+    );
     lua.push_str("local function load_factor(active)\n");
     for (most, factor) in LOAD_BANDS {
         let _ = writeln!(lua, "  if active <= {most} then return {factor:?} end");
@@ -281,6 +286,21 @@ pub fn prelude() -> String {
     let _ = writeln!(lua, "local WINDOW = {PERFORMANCE_WINDOW}");
     let _ = writeln!(lua, "local QUEUE_BAND = {QUEUE_BAND}");
     let _ = writeln!(lua, "local SENTINEL = '{SENTINEL}'");
+    lua.push_str("local K = {");
+    for (name, key) in slot::ALL {
+        let _ = write!(lua, "{name} = '{key}', ");
+    }
+    lua.push_str("}\n");
+    for (name, template) in [
+        ("type_prefix", &TYPE_PREFIX),
+        ("subtask_directory", &SUBTASK_DIRECTORY),
+    ] {
+        let _ = writeln!(
+            lua,
+            "local function {name}(namespace, id) return '{}' .. namespace .. '{}' .. id .. '{}' end",
+            template.opening, template.middle, template.closing
+        );
+    }
     lua.push_str("local E = {");
     for refusal in RefusalCode::ALL {
         let _ = write!(lua, "{} = {}, ", refusal.lua_name(), refusal as i64);
@@ -292,6 +312,22 @@ pub fn prelude() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_names_come_only_from_the_prelude() {
+        let sources = INCLUDES.iter().chain(FUNCTION_FILES.iter());
+        for (name, text) in sources {
+            for written in ["'sb:", "P .. '", "prefix .. '", "'}:"] {
+                assert!(
+                    !text.contains(written),
+                    "{name}.lua writes a key name ({written}); use K or the prelude's templates"
+                );
+            }
+        }
+        let lua = prelude();
+        assert!(lua.contains("subtask = 't:'"), "{lua}");
+        assert!(lua.contains("local function type_prefix(namespace, id) return 'sb:{' .. namespace .. ':' .. id .. '}:' end"), "{lua}");
+    }
 
     #[test]
     fn the_prelude_carries_the_rules() {

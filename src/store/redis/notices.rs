@@ -38,7 +38,7 @@ impl RedisStore {
     pub(super) async fn try_deliver_notices(&self, first: &str) -> StoreResult<()> {
         let mut slots = VecDeque::from([first.to_string()]);
         while let Some(slot) = slots.pop_front() {
-            let list = self.keys.type_key(&slot, "notify");
+            let list = self.keys.type_key(&slot, super::keys::slot::NOTIFY);
             loop {
                 let entries: Vec<String> = self
                     .query(&command(&["LRANGE", &list, "0", NOTICE_BATCH]))
