@@ -81,21 +81,27 @@ pub fn unique_namespace(label: &str) -> String {
     format!("{label}-{}-{nanos}-{count}", std::process::id())
 }
 
-/// Flags selecting the store under test, unless the test chose one itself.
-fn store_flags(extra: &[&str]) -> Vec<String> {
+/// Flags selecting the store under test, unless the test chose one itself, and the guard that
+/// removes the test's namespace from the shared Redis (a cluster is private to the run).
+fn store_flags(extra: &[&str]) -> (Vec<String>, Option<NamespaceCleanup>) {
     if test_store() != "redis" || extra.contains(&"--redis-url") {
-        return Vec::new();
+        return (Vec::new(), None);
     }
+    let namespace = unique_namespace("test");
     let mut flags = vec![
         "--redis-url".into(),
         test_redis_url(),
         "--redis-namespace".into(),
-        unique_namespace("test"),
+        namespace.clone(),
     ];
     if test_redis_cluster() {
         flags.push("--redis-cluster".into());
+        return (flags, None);
     }
-    flags
+    (
+        flags,
+        Some(NamespaceCleanup::new(&test_redis_url(), &namespace)),
+    )
 }
 
 /// Whether SWITCHBOARD_TEST_REDIS_URL names the nodes of a Redis Cluster (scripts/with-cluster.sh).
@@ -109,6 +115,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub clients: Clients,
+    /// Dropped after the server: its Redis namespace goes when the test ends.
+    _namespace: Option<NamespaceCleanup>,
 }
 
 impl TestServer {
@@ -121,8 +129,16 @@ impl TestServer {
     /// store `SWITCHBOARD_TEST_STORE` names: `embedded` (default) or `redis` (the shared Redis at
     /// `SWITCHBOARD_TEST_REDIS_URL`, default redis://127.0.0.1:6379, in a namespace of its own).
     pub async fn start_with(extra: &[&str]) -> Self {
+        // The servers' warnings go to the test's captured output: a failing test shows them.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "switchboard=warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
         let mut args = server_args(extra);
-        args.extend(store_flags(extra));
+        let (flags, namespace) = store_flags(extra);
+        args.extend(flags);
         let config = switchboard::config::ServeConfig::from_args(&args)
             .unwrap_or_else(|error| panic!("bad test flags {args:?}: {error}"));
         let server = switchboard::server::start(config)
@@ -136,6 +152,7 @@ impl TestServer {
             addr,
             metrics_addr,
             clients,
+            _namespace: namespace,
         }
     }
 
@@ -805,4 +822,49 @@ impl Drop for ServerProcess {
 /// A test-local id prefix, so ids read well in failure messages.
 pub fn ids(prefix: &str, count: usize) -> Vec<String> {
     (1..=count).map(|n| format!("{prefix}-{n}")).collect()
+}
+
+/// Removes the namespace's keys from the shared Redis when the test ends (also on a panic).
+pub struct NamespaceCleanup {
+    redis_url: String,
+    namespace: String,
+}
+
+impl NamespaceCleanup {
+    pub fn new(redis_url: &str, namespace: &str) -> Self {
+        Self {
+            redis_url: redis_url.to_string(),
+            namespace: namespace.to_string(),
+        }
+    }
+}
+
+impl Drop for NamespaceCleanup {
+    fn drop(&mut self) {
+        let patterns =
+            switchboard::store::redis::keys::Keys::new(self.namespace.clone()).patterns();
+        let pattern = patterns.join(" ");
+        use redis::Commands;
+        let cleaned = redis::Client::open(self.redis_url.as_str())
+            .and_then(|client| client.get_connection())
+            .and_then(|mut connection| {
+                let mut keys = Vec::new();
+                for pattern in &patterns {
+                    keys.extend(
+                        connection
+                            .scan_match(pattern)?
+                            .collect::<redis::RedisResult<Vec<String>>>()?,
+                    );
+                }
+                for batch in keys.chunks(500) {
+                    redis::cmd("UNLINK")
+                        .arg(batch)
+                        .query::<()>(&mut connection)?;
+                }
+                Ok(())
+            });
+        if let Err(error) = cleaned {
+            eprintln!("could not remove the keys {pattern}: {error}");
+        }
+    }
 }

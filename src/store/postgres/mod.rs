@@ -17,8 +17,6 @@ mod dead_letters;
 pub mod error;
 pub mod event_id;
 pub mod history;
-#[cfg(test)]
-mod history_tests;
 pub mod migrate;
 pub mod pending;
 mod reads;
@@ -50,6 +48,16 @@ pub async fn connect(database_url: &str) -> Result<Client, PgError> {
         .instrument(tracing::info_span!("postgres_connection")),
     );
     Ok(client)
+}
+
+/// Whether Postgres answers (`SELECT 1`) on a connection of `pool`.
+pub async fn ping(pool: &PgPool) -> Result<(), String> {
+    let client = pool.get().await.map_err(|error| error.to_string())?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map(|_| ())
+        .map_err(|error| error.to_string())
 }
 
 /// A pool of at most `max_size` connections to `database_url`; connections open on first use.

@@ -2,7 +2,7 @@
 //! for bit over a grid of inputs and weights, each hot function makes at most the Redis calls it
 //! was measured to make (a regression fails here), and a replica with other rules is refused.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! The server around the API: gRPC health, Prometheus /metrics, graceful shutdown (in process and
 //! on SIGTERM/SIGINT of the real binary), and a grpcurl smoke test through server reflection.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! WatchAssignments: replay of in-flight work on connect, new assignments with their subtask details,
 //! reconnects that lose nothing, unknown specialists, streams ending on deregistration.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

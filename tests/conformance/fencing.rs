@@ -1,7 +1,7 @@
 //! Fencing epochs on Release and ReportCompletion, idempotent reports, release and cancel semantics,
 //! lease expiry with requeue, attempt counting and max attempts.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

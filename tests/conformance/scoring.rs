@@ -1,7 +1,7 @@
 //! The score formula and how the best specialist is chosen: factors, weights, ties, capability rules,
 //! fallback to `general`, queueing when nobody is free, the performance factor.
 
-mod support;
+use crate::support;
 
 use support::*;
 

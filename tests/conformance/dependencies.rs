@@ -1,7 +1,7 @@
 //! depends_on: BLOCKED with waiting_on, routed when the last dependency completes, failure and
 //! cancellation cascade transitively, unknown dependencies; idempotent Assign.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

@@ -2,7 +2,7 @@
 //! applied twice doubles nothing, and a malformed event rejects its whole batch. Orders and
 //! concurrency are in postgres_ordering.rs.
 
-mod pg;
+use crate::pg;
 
 use pg::{changed, count, created, event, registered, reported, TestDb};
 use switchboard::domain::history::{Change, HistoryEvent};

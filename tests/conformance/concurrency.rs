@@ -2,7 +2,7 @@
 //! that work through their watch streams, 3000 subtasks. Nothing is ever held by two specialists at
 //! once, nobody holds more than max_concurrency, and every subtask ends COMPLETED.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};

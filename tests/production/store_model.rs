@@ -8,7 +8,7 @@
 //! the queue statistics and every specialist's in-flight work. Epochs, scores (bit for bit),
 //! queue positions and error messages included.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -168,6 +168,8 @@ struct Pair {
     clock: Arc<PinnedClock>,
     /// Subtasks that existed at some step (so a later NOT_FOUND means the retention forgot it).
     seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// The namespace on the shared Redis goes with the pair (a cluster is private to the run).
+    _namespace: Option<support::NamespaceCleanup>,
 }
 
 fn same<T: PartialEq + Debug>(step: usize, what: &str, reference: T, redis: T) {
@@ -195,6 +197,8 @@ impl Pair {
             redis,
             clock,
             seen: Default::default(),
+            _namespace: (!cluster)
+                .then(|| support::NamespaceCleanup::new(redis_url, &config.namespace)),
         }
     }
 

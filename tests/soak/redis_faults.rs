@@ -3,7 +3,7 @@
 //! opens) and a restarted one is used again; a paused Redis makes calls fail within the store
 //! timeout; a dropped watch connection costs no watch events.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

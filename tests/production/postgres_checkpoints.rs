@@ -1,7 +1,7 @@
 //! Model checkpoints round-trip through Postgres: saved bytes and hold-out metrics come back as
 //! saved, one checkpoint is active (the newest accepted), and none before the first save.
 
-mod pg;
+use crate::pg;
 
 use pg::{count, TestDb};
 use switchboard::learned_scorer::checkpoints::{Checkpoint, CheckpointStore};

@@ -1,7 +1,7 @@
 //! Input validation (INVALID_ARGUMENT naming the field in bad-request details), NOT_FOUND for unknown
 //! ids, the per-caller Assign rate limit, and expired client deadlines.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -9,7 +9,7 @@
 //!
 //! Shared Redis, a namespace per test; nothing here stops or slows a server.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 
@@ -25,6 +25,7 @@ use switchboard::store::redis::{RedisStore, RedisStoreConfig};
 use switchboard::store::{Precondition, Store, StoreError};
 
 struct Fixture {
+    _namespace: support::NamespaceCleanup,
     store: RedisStore,
     keys: Keys,
     connection: redis::aio::MultiplexedConnection,
@@ -46,6 +47,10 @@ impl Fixture {
             .await
             .unwrap();
         Self {
+            _namespace: support::NamespaceCleanup::new(
+                &support::test_redis_url(),
+                &config.namespace,
+            ),
             store,
             keys: config.keys(),
             connection,

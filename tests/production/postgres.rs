@@ -2,7 +2,7 @@
 //! are no-ops, concurrent migrators take turns, changed or unknown migrations are refused, a failing
 //! migration leaves nothing behind, one active model checkpoint, and `switchboard migrate`.
 
-mod pg;
+use crate::pg;
 
 use std::process::Command;
 use std::time::{Duration, Instant};

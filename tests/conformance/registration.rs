@@ -1,7 +1,7 @@
 //! RegisterService: minting ids, defaults, re-registration, heartbeats and leases, deregistration,
 //! Get/List specialists.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 

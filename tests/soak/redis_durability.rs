@@ -4,7 +4,7 @@
 //! NOSCRIPT, no INTERNAL) although the restarted Redis knows no scripts. A test binary of its own:
 //! its fsync-bound load would slow the timing-sensitive fault tests if they ran beside it.
 
-mod support;
+use crate::support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

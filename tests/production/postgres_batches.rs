@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::Client;
 
-use super::{apply_batch, connect, migrate, ApplySummary};
-use crate::domain::history::{Change, HistoryEvent};
-use crate::domain::scoring::{Factor, ScoreBreakdown};
-use crate::domain::specialist::Availability;
-use crate::domain::subtask::{Subtask, SubtaskSpec, SubtaskState};
+use switchboard::domain::history::{Change, HistoryEvent};
+use switchboard::domain::scoring::{Factor, ScoreBreakdown};
+use switchboard::domain::specialist::Availability;
+use switchboard::domain::subtask::{Subtask, SubtaskSpec, SubtaskState};
+use switchboard::store::postgres::{apply_batch, connect, migrate, ApplySummary};
 
 fn server_url() -> String {
     std::env::var("SWITCHBOARD_TEST_POSTGRES")

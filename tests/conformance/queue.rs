@@ -1,7 +1,7 @@
 //! Queues: FIFO per type, priority order, real 1-based positions, GetQueuePosition, ListQueue paging,
 //! GetQueueStats, no head-of-line blocking, and draining whenever capacity appears.
 
-mod support;
+use crate::support;
 
 use support::*;
 use tonic::Code;

@@ -4,9 +4,9 @@
 //! queued once Redis is back; with both down, UNAVAILABLE. Outages are made with TCP proxies in
 //! front of the shared servers, which are never touched.
 
-mod net;
-mod pg;
-mod support;
+use crate::net;
+use crate::pg;
+use crate::support;
 
 use std::net::SocketAddr;
 
@@ -22,6 +22,8 @@ const POSTGRES_ADDR: &str = "127.0.0.1:5432";
 struct Deployment {
     server: TestServer,
     db: TestDb,
+    /// Dropped last: a fresh namespace on the shared Redis goes when the deployment does.
+    _namespace: Option<NamespaceCleanup>,
 }
 
 fn postgres_url_via(db: &TestDb, addr: SocketAddr) -> String {
@@ -29,7 +31,13 @@ fn postgres_url_via(db: &TestDb, addr: SocketAddr) -> String {
 }
 
 async fn deployment(redis_url: &str, database_url: &str, db: TestDb, extra: &[&str]) -> Deployment {
-    deployment_in(&unique_namespace("pg"), redis_url, database_url, db, extra).await
+    let namespace = unique_namespace("pg");
+    let mut deployment = deployment_in(&namespace, redis_url, database_url, db, extra).await;
+    // On the shared Redis (directly or through a proxy); a cluster is private to its test.
+    if !extra.contains(&"--redis-cluster") {
+        deployment._namespace = Some(NamespaceCleanup::new(&test_redis_url(), &namespace));
+    }
+    deployment
 }
 
 async fn deployment_in(
@@ -49,7 +57,11 @@ async fn deployment_in(
     ];
     flags.extend_from_slice(extra);
     let server = TestServer::start_with(&flags).await;
-    Deployment { server, db }
+    Deployment {
+        server,
+        db,
+        _namespace: None,
+    }
 }
 
 async fn count(db: &TestDb, sql: &str) -> i64 {
@@ -116,6 +128,7 @@ async fn a_retained_out_subtask_is_read_from_postgres_and_its_id_can_be_used_aga
     let db = TestDb::create().await;
     let url = db.url();
     let namespace = unique_namespace("retain");
+    let _cleanup = NamespaceCleanup::new(&test_redis_url(), &namespace);
     let deployment = deployment_in(
         &namespace,
         &test_redis_url(),
@@ -407,6 +420,7 @@ async fn empty_redis_is_rebuilt_from_postgres() {
     let db = TestDb::create().await;
     let url = db.url();
     let namespace = unique_namespace("rebuild");
+    let _cleanup = NamespaceCleanup::new(&test_redis_url(), &namespace);
     let mut first = deployment_in(&namespace, &test_redis_url(), &url, db, &[]).await;
     let mut clients = first.server.clients.clone();
     clients
@@ -531,6 +545,7 @@ async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
     postgres::migrate(&mut db.client().await).await.unwrap();
     let mut config = RedisStoreConfig::new(test_redis_url());
     config.namespace = unique_namespace("poison");
+    let _cleanup = NamespaceCleanup::new(&test_redis_url(), &config.namespace);
     config.outbox = true;
     let policy = RoutingPolicy::default();
     let store = RedisStore::connect(&config, &policy).unwrap();

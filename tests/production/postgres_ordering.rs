@@ -2,7 +2,7 @@
 //! a specialist's and a subtask's events ends where the ordered run ends and never moves a row
 //! backwards; two relays applying overlapping batches neither deadlock nor double anything.
 
-mod pg;
+use crate::pg;
 
 use pg::{changed, count, created, event, registered, reported, TestDb};
 use serde_json::{json, Value};

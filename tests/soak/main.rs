@@ -1,0 +1,12 @@
+//! Soak and fault tests: long runs under load and servers stopped, killed or emptied under a
+//! deployment, each on its own Redis (and Postgres database). They run one at a time
+//! (`make test-soak`, part of `make test`).
+
+#[path = "../pg/mod.rs"]
+mod pg;
+#[path = "../support/mod.rs"]
+mod support;
+
+mod redis_durability;
+mod redis_faults;
+mod redis_replicas;
