@@ -21,11 +21,14 @@ CLIENT_PYTHON := $(TOOLS_DIR)/pyvenv/bin/python
 GO_CLIENT_DIR := $(TOOLS_DIR)/go/path/src/github.com/switchboard-dev/switchboard/clients/go
 GO_ENV = source <(bash scripts/install-clients.sh --print-go-env)
 
-.PHONY: help tools clients-tools run test test-clients gen fmt lint bench
+.PHONY: help tools clients-tools run test test-fast test-services test-soak test-clients gen fmt lint bench
 
 help:
-	@echo "make run    - run the server (embedded in-memory store, gRPC on 127.0.0.1:50051; ARGS=... for flags)"
-	@echo "make test   - install tools, cargo test --all-targets, the conformance tests again on Redis and on a Redis Cluster, the client tests"
+	@echo "make run    - run the server: embedded in-memory store, development profile (hour-long leases), gRPC on 127.0.0.1:50051; ARGS=... for flags"
+	@echo "make test   - everything CI runs: test-fast, the benches as tests, test-services, test-soak, the client tests"
+	@echo "make test-fast     - cargo test: unit tests and the conformance suite on the embedded store; no services"
+	@echo "make test-services - the production store's tests, the conformance suite on Redis and on a Redis Cluster"
+	@echo "make test-soak     - soak and fault tests (own Redis instances), one at a time"
 	@echo "make test-clients - generated code up to date?, Python client pytest, Go client go vet + go test"
 	@echo "make gen    - regenerate stubs: Rust (build.rs), Python and Go clients (clients/gen.sh)"
 	@echo "make fmt    - cargo fmt"
@@ -39,7 +42,7 @@ clients-tools:
 	bash scripts/install-clients.sh
 
 run:
-	$(CARGO) run -- serve $(ARGS)
+	$(CARGO) run -- serve --dev $(ARGS)
 
 # The client tests run against the real server binary: Python (pytest, incl. the README grpcurl
 # walk-through run verbatim) and Go (GOPATH mode with Debian's packages). They first check that the
@@ -51,17 +54,29 @@ $(CLIENT_PYTHON) -m pytest clients/python/tests
 $(GO_ENV) && cd $(GO_CLIENT_DIR) && unformatted="$$(gofmt -l .)" && { [[ -z "$$unformatted" ]] || { echo "gofmt -w needed: $$unformatted" >&2; exit 1; }; } && go vet ./... && go test -race -count=1 ./...
 endef
 
-# The API test files are the conformance suite: they run once on the embedded store (with everything
-# else), again on the Redis store (the shared Redis on 127.0.0.1:6379, a namespace per test), and a
-# third time on a private three-node Redis Cluster (scripts/with-cluster.sh), where each type is one
-# slot and Redis refuses any script touching a key outside it.
-CONFORMANCE := registration scoring queue dependencies fencing watch validation server concurrency
-
+# The test pyramid. `make test-fast`: plain `cargo test`, no services (unit tests, the conformance
+# suite on the embedded store, the learned scorer, the server's layers). `make test-services`: the
+# production store's tests (tests/production) on the shared Redis and Postgres, then the
+# conformance suite (tests/conformance) again on the Redis store and on a private three-node Redis
+# Cluster (scripts/with-cluster.sh), where each type is one slot and Redis refuses any script
+# touching a key outside it. `make test-soak`: long and fault-injecting runs (tests/soak), one at a
+# time. `make test` runs them all, the benches once as tests, and the client tests.
 test: tools clients-tools
 	$(CARGO) test --all-targets
-	SWITCHBOARD_TEST_STORE=redis $(CARGO) test $(foreach name,$(CONFORMANCE),--test $(name))
-	SWITCHBOARD_TEST_STORE=redis scripts/with-cluster.sh $(CARGO) test $(foreach name,$(CONFORMANCE),--test $(name))
+	$(MAKE) --no-print-directory test-services
+	$(MAKE) --no-print-directory test-soak
 	$(client-tests)
+
+test-fast: tools
+	$(CARGO) test
+
+test-services:
+	$(CARGO) test --test production
+	SWITCHBOARD_TEST_STORE=redis $(CARGO) test --test conformance
+	SWITCHBOARD_TEST_STORE=redis scripts/with-cluster.sh $(CARGO) test --test conformance
+
+test-soak:
+	$(CARGO) test --test soak -- --test-threads=1
 
 test-clients: tools clients-tools
 	$(client-tests)
@@ -78,6 +93,7 @@ fmt:
 lint: tools
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --test production --test soak -- -D warnings
 	buf lint
 
 # Micro-benchmarks (criterion, release build). The load generator is `switchboard bench`.

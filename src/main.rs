@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use tracing::info;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 use switchboard::config::{
@@ -105,10 +105,15 @@ fn init_logging(config: &ServeConfig) -> anyhow::Result<()> {
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     init_logging(&config)?;
-    info!(
-        store = "embedded",
-        "switchboard starting on the embedded in-memory store (no Redis/Postgres configured; state is lost on exit)"
-    );
+    info!(store = %config.store_description(), "switchboard starting");
+    if config.dev {
+        warn!(
+            lease_ttl_ms = config.lease_ttl_ms(),
+            heartbeat_interval_ms = config.heartbeat_interval_ms(),
+            "development profile (--dev): leases last {} minutes, so the README walk-through works by hand; not for production",
+            config.lease_ttl_ms() / 60_000
+        );
+    }
     // Handlers go in before the server says it is ready, so an early SIGTERM still shuts down cleanly.
     let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

@@ -127,7 +127,11 @@ async fn embedded_run_with_a_backlog() {
     .await;
     let report = report(&output);
     assert_sane(&report);
-    assert_eq!(report["server"], "embedded");
+    assert_eq!(
+        report["server"],
+        "in-process server, embedded in-memory store (no Redis/Postgres configured; state is lost on exit)"
+    );
+    assert_eq!(report["build"], "debug");
     assert!(number(&report, "floor_health_per_s") > 0.0, "{report}");
     assert!(number(&report, "drain_ms") > 0.0, "{report}");
     assert!(number(&report, "subtasks") > 200.0, "{report}");
@@ -168,7 +172,7 @@ async fn external_server_at_a_fixed_rate() {
     .await;
     let report = report(&output);
     assert_sane(&report);
-    assert_eq!(report["server"], "external");
+    assert_eq!(report["server"], "external server");
     assert!(report["drain_ms"].is_null(), "{report}");
     assert!(report["floor_health_per_s"].is_null(), "{report}");
     // 200 a second for 1.5 s: about 300 calls, never far more.

@@ -13,8 +13,10 @@ pub struct Report {
     pub run_id: String,
     /// gRPC address driven.
     pub addr: String,
-    /// "embedded" (started in this process) or "external".
+    /// "in-process server, <its store>" or "external server".
     pub server: String,
+    /// "release" or "debug": a debug build's figures say little about the product.
+    pub build: String,
     pub agents: u32,
     pub callers: u32,
     pub specialist_type: String,
@@ -150,7 +152,13 @@ impl Report {
             format!("p50 {p50:.3}  p99 {p99:.3} ms")
         };
         let rows: Vec<(&str, String)> = vec![
-            ("run", format!("{} on {} ({})", self.run_id, self.addr, self.server)),
+            (
+                "run",
+                format!(
+                    "{} on {} ({}; {} build)",
+                    self.run_id, self.addr, self.server, self.build
+                ),
+            ),
             (
                 "load",
                 format!(

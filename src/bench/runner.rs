@@ -31,7 +31,10 @@ pub async fn run(config: BenchConfig) -> anyhow::Result<Report> {
     validate(&config)?;
     let run_id = new_run_id();
     let target = Target::open(config.addr.as_deref(), &config.embedded_flags).await?;
-    info!(%run_id, addr = %target.addr(), embedded = target.is_embedded(), "bench starting");
+    if cfg!(debug_assertions) {
+        warn!("this is a debug build: its figures say little about the product; build with --release (make bench, cargo run --release -- bench)");
+    }
+    info!(%run_id, addr = %target.addr(), server = %target.describe(), "bench starting");
     let result = drive(&config, &target, run_id).await;
     let closed = target.close().await;
     let report = result?;
@@ -287,10 +290,11 @@ fn build_report(
     let mut report = Report {
         run_id: context.run_id.clone(),
         addr: target.addr().to_string(),
-        server: if target.is_embedded() {
-            "embedded"
+        server: target.describe(),
+        build: if cfg!(debug_assertions) {
+            "debug"
         } else {
-            "external"
+            "release"
         }
         .to_string(),
         agents: config.agents,

@@ -1,5 +1,6 @@
-//! The server under load: a running one on loopback (`--addr`), or one started in this process on the
-//! embedded store, on a runtime of its own whose threads are named so their CPU can be told apart.
+//! The server under load: a running one on loopback (`--addr`), or one started in this process (on
+//! the store its `--embedded-flag`s choose: the embedded store unless they name a Redis), on a
+//! runtime of its own whose threads are named so their CPU can be told apart.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,7 +28,8 @@ const EMBEDDED_FLAGS: &[&str] = &[
     "0",
 ];
 
-/// Where the load goes.
+/// Where the load goes (one per run: the size of its larger variant costs nothing).
+#[allow(clippy::large_enum_variant)]
 pub enum Target {
     /// A server some other process runs.
     External { addr: SocketAddr },
@@ -35,6 +37,8 @@ pub enum Target {
     Embedded {
         addr: SocketAddr,
         server: EmbeddedServer,
+        /// The store its flags chose (ServeConfig::store_description).
+        store: String,
     },
 }
 
@@ -62,6 +66,15 @@ impl Target {
 
     pub fn is_embedded(&self) -> bool {
         matches!(self, Target::Embedded { .. })
+    }
+
+    /// What the report says the load went to: the in-process server with its store, or the
+    /// external server (whose store this process cannot see).
+    pub fn describe(&self) -> String {
+        match self {
+            Target::External { .. } => "external server".into(),
+            Target::Embedded { store, .. } => format!("in-process server, {store}"),
+        }
     }
 
     /// Resolves `--addr` (loopback only) or starts the embedded server.
@@ -126,6 +139,7 @@ async fn start_embedded(extra: &[String]) -> anyhow::Result<Target> {
             "embedded server has a per-caller Assign rate limit; expect RESOURCE_EXHAUSTED"
         );
     }
+    let store = config.store_description();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(SERVER_WORKERS)
         .thread_name(SERVER_THREAD_NAME)
@@ -145,9 +159,10 @@ async fn start_embedded(extra: &[String]) -> anyhow::Result<Target> {
         }
     };
     let addr = server.grpc_addr();
-    info!(%addr, "embedded server started in this process");
+    info!(%addr, %store, "server started in this process");
     Ok(Target::Embedded {
         addr,
+        store,
         server: EmbeddedServer {
             runtime: Some(runtime),
             server: Some(server),

@@ -22,8 +22,10 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+// Parsed once at start: the size of its largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// Run the gRPC server (embedded in-memory store).
+    /// Run the gRPC server (the embedded in-memory store unless --redis-url names a Redis).
     Serve(ServeConfig),
     /// Load generator: drive a server over real gRPC on loopback and print throughput and latency.
     Bench(BenchConfig),

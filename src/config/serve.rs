@@ -62,17 +62,21 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_DEFAULT_MAX_CONCURRENCY", default_value_t = 5)]
     pub default_max_concurrency: u32,
 
-    /// A specialist lease not renewed for this long lapses: it goes OFFLINE and its work is requeued.
-    #[arg(long, env = "SWITCHBOARD_LEASE_TTL_MS", default_value_t = 15_000)]
-    pub lease_ttl_ms: u64,
+    /// A specialist lease not renewed for this long lapses: it goes OFFLINE and its work is requeued
+    /// [default: 15000; 3600000 with --dev].
+    #[arg(long, env = "SWITCHBOARD_LEASE_TTL_MS")]
+    pub lease_ttl_ms: Option<u64>,
 
-    /// Heartbeat interval the server asks specialists for (must be below the lease TTL).
-    #[arg(
-        long,
-        env = "SWITCHBOARD_HEARTBEAT_INTERVAL_MS",
-        default_value_t = 5_000
-    )]
-    pub heartbeat_interval_ms: u64,
+    /// Heartbeat interval the server asks specialists for (must be below the lease TTL)
+    /// [default: 5000; 1200000 with --dev].
+    #[arg(long, env = "SWITCHBOARD_HEARTBEAT_INTERVAL_MS")]
+    pub heartbeat_interval_ms: Option<u64>,
+
+    /// Development profile (`make run`): leases last an hour unless --lease-ttl-ms says otherwise,
+    /// so a person can follow the README's walk-through at their own pace without heartbeating.
+    /// Not for production: a crashed agent keeps its work for that hour.
+    #[arg(long, env = "SWITCHBOARD_DEV")]
+    pub dev: bool,
 
     /// How often the lease sweeper looks for lapsed leases.
     #[arg(long, env = "SWITCHBOARD_SWEEP_INTERVAL_MS", default_value_t = 1_000)]
@@ -198,6 +202,22 @@ pub struct ServeConfig {
     pub breaker_open_ms: u64,
 }
 
+const LEASE_TTL_MS: u64 = 15_000;
+const HEARTBEAT_INTERVAL_MS: u64 = 5_000;
+/// The development profile's lease: an hour, long enough to follow the walk-through by hand.
+const DEV_LEASE_TTL_MS: u64 = 3_600_000;
+
+/// A connection URL (or comma-separated URLs) with any user and password taken out.
+fn without_credentials(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| match (url.split_once("://"), url.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://{}", &url[at + 1..]),
+            _ => url.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl ServeConfig {
     /// Parses serve flags from an argument list (without the `serve` word); used by tests and tools.
     pub fn from_args<I, T>(args: I) -> Result<Self, clap::Error>
@@ -213,6 +233,46 @@ impl ServeConfig {
         let argv = std::iter::once(std::ffi::OsString::from("switchboard"))
             .chain(args.into_iter().map(Into::into));
         Wrapper::try_parse_from(argv).map(|wrapper| wrapper.serve)
+    }
+
+    /// The lease TTL in force: the flag, else the profile's default.
+    pub fn lease_ttl_ms(&self) -> u64 {
+        self.lease_ttl_ms.unwrap_or(if self.dev {
+            DEV_LEASE_TTL_MS
+        } else {
+            LEASE_TTL_MS
+        })
+    }
+
+    /// The heartbeat interval asked of specialists: the flag, else a third of the lease TTL (the
+    /// defaults: 5 s of 15 s; 20 minutes of the development profile's hour).
+    pub fn heartbeat_interval_ms(&self) -> u64 {
+        self.heartbeat_interval_ms
+            .unwrap_or(match self.lease_ttl_ms {
+                Some(_) => HEARTBEAT_INTERVAL_MS.min(self.lease_ttl_ms() / 3),
+                None => self.lease_ttl_ms() / 3,
+            })
+    }
+
+    /// The store this configuration runs on, for the start-up log (no credentials).
+    pub fn store_description(&self) -> String {
+        let Some(redis_url) = &self.redis_url else {
+            return "embedded in-memory store (no Redis/Postgres configured; state is lost on exit)"
+                .into();
+        };
+        let redis = if self.redis_cluster {
+            format!("redis cluster {}", without_credentials(redis_url))
+        } else {
+            format!("redis {}", without_credentials(redis_url))
+        };
+        let postgres = match &self.database_url {
+            Some(url) => format!("postgres {}", without_credentials(url)),
+            None => "no postgres (no history, no outage acceptance)".into(),
+        };
+        format!(
+            "production store: {redis} (namespace {}), {postgres}",
+            self.redis_namespace
+        )
     }
 
     /// The Redis store's settings, when --redis-url selects it.
@@ -303,7 +363,7 @@ impl ServeConfig {
         if self.max_attempts == 0 {
             return Err(ConfigError("--max-attempts must be at least 1".into()));
         }
-        if self.lease_ttl_ms == 0 || self.heartbeat_interval_ms >= self.lease_ttl_ms {
+        if self.lease_ttl_ms() == 0 || self.heartbeat_interval_ms() >= self.lease_ttl_ms() {
             return Err(ConfigError(
                 "--heartbeat-interval-ms must be below --lease-ttl-ms (and the TTL above 0)".into(),
             ));
@@ -313,7 +373,7 @@ impl ServeConfig {
             fallback_type,
             weights,
             default_max_concurrency: self.default_max_concurrency,
-            lease_ttl_ms: self.lease_ttl_ms as i64,
+            lease_ttl_ms: self.lease_ttl_ms() as i64,
             max_attempts: self.max_attempts,
             retention_ms: self.retention_ms.min(i64::MAX as u64) as i64,
         })

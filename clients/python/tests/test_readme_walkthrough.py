@@ -67,8 +67,22 @@ def test_walkthrough_has_the_commands_it_describes():
     assert all("localhost:50051" in c for c in commands if c.startswith("grpcurl "))
 
 
-def test_walkthrough_runs_verbatim(server, env):
+def make_run_flags() -> list[str]:
+    """The serve flags of `make run` (its recipe is `$(CARGO) run -- serve <flags> $(ARGS)`)."""
+    makefile = (REPO / "Makefile").read_text()
+    recipe = re.search(r"^run:\n\t(.*)$", makefile, re.M).group(1)
+    flags = recipe.split(" serve ", 1)[1].split()
+    return [flag for flag in flags if not flag.startswith("$(")]
+
+
+def test_walkthrough_runs_verbatim(make_server, env):
     assert shutil.which("bash")
+    # The server `make run` starts: the development profile, whose hour-long lease lets a person
+    # follow the walk-through at reading speed without heartbeating.
+    flags = make_run_flags()
+    assert "--dev" in flags, flags
+    server = make_server(*flags)
+    assert "development profile" in server.log(), server.log()
     results: list[tuple[str, dict | list | str]] = []
     watch: subprocess.Popen | None = None
     watch_out: list[str] = []
@@ -111,7 +125,8 @@ def test_walkthrough_runs_verbatim(server, env):
 
         register = by_method["switchboard.v1.RegisterService/Register"][0]
         assert register["specialist"]["specialistId"] == "fe-1"
-        assert int(register["heartbeatIntervalMs"]) > 0 and int(register["leaseTtlMs"]) > 0
+        assert int(register["leaseTtlMs"]) == 3_600_000
+        assert int(register["heartbeatIntervalMs"]) == 1_200_000
 
         first, second = by_method["switchboard.v1.AssignService/Assign"]
         assert first["assignment"]["state"] == "ASSIGNMENT_STATE_ASSIGNED"
