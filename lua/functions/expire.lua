@@ -5,6 +5,9 @@
   lists subtasks finished longer than the retention ago, for the store to retire (`purge`).
   KEYS[1]  meta of the type's slot
   ARGV[4]  at most this many lapsed specialists   ARGV[5] at most this many finished subtasks
+  ARGV[6]  lapse leases only if Redis runs this before this time (ms): a sweep Redis held while it
+           was stalled, and runs after the caller gave up on it, lapses nothing (the agents could
+           not heartbeat through the stall either); 0: lapse nothing (a lapse hold is in force)
   Replies {0, expired ids, requeued, failed, 1 when more lapsed remain, retirable: id, the type
   that forwarded it ('' none), the type whose claim on it was voided ('' none), ...}.
   Events: REVOKED/ASSIGNED; outbox `A`, `s`.
@@ -14,7 +17,11 @@ local function fn_expire(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
   if refused then return refused end
   local limit = tonum(ARGV[4])
-  local lapsed = rcall('ZRANGE', P .. K.leases, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+  if NOW > tonum(ARGV[6]) then limit = 0 end
+  local lapsed = {}
+  if limit > 0 then
+    lapsed = rcall('ZRANGE', P .. K.leases, '-inf', NOW, 'BYSCORE', 'LIMIT', 0, limit)
+  end
   tsort(lapsed, bytes_less)
   local expired, requeued_records = {}, {}
   local requeued, failed = 0, 0
@@ -46,7 +53,7 @@ local function fn_expire(KEYS, ARGV)
   end
   place_all(requeued_records)
   local more = 0
-  if #lapsed >= limit then more = 1 end
+  if limit > 0 and #lapsed >= limit then more = 1 end
   local retirable = {}
   local finished = rcall('ZRANGE', P .. K.done, '-inf', NOW - POL.retention, 'BYSCORE', 'LIMIT',
     0, tonum(ARGV[5]))

@@ -2,6 +2,7 @@
 
 mod background;
 pub mod call_layer;
+mod health;
 mod metrics_http;
 mod production;
 
@@ -15,8 +16,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
@@ -40,6 +39,7 @@ use crate::store::memory::MemoryStore;
 use crate::store::Store;
 
 use call_layer::CallLayer;
+pub use health::Health;
 
 /// Fully qualified names of the four services, as health checks and reflection know them.
 pub const SERVICE_NAMES: [&str; 4] = [
@@ -57,7 +57,7 @@ pub struct RunningServer {
     grpc_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
-    health: HealthReporter,
+    health: Health,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
 }
@@ -76,17 +76,15 @@ impl RunningServer {
         self.shutdown.clone()
     }
 
+    /// The health statuses, for whatever watches the store's reachability.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
     /// Health NOT_SERVING, watch streams end, calls in progress finish (up to the grace period).
     pub async fn shutdown(self) -> anyhow::Result<()> {
         info!("shutting down: health NOT_SERVING, draining streams");
-        self.health
-            .set_service_status("", ServingStatus::NotServing)
-            .await;
-        for service in SERVICE_NAMES {
-            self.health
-                .set_service_status(service, ServingStatus::NotServing)
-                .await;
-        }
+        self.health.stop().await;
         self.shutdown.cancel();
         let mut serving = self.serving;
         match tokio::time::timeout(self.grace, &mut serving).await {
@@ -150,18 +148,13 @@ pub async fn start_with_store_and_checkpoints(
         engine,
         store: store.clone(),
         policy: Arc::new(policy),
-        heartbeat_interval_ms: config.heartbeat_interval_ms as i64,
+        heartbeat_interval_ms: config.heartbeat_interval_ms() as i64,
         assign_limiter: Arc::new(RateLimiter::new(config.assign_rate_limit)),
         shutdown: shutdown.clone(),
     };
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_service_status("", ServingStatus::Serving).await;
-    for service in SERVICE_NAMES {
-        health
-            .set_service_status(service, ServingStatus::Serving)
-            .await;
-    }
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let health = Health::start(reporter).await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::config::ServeConfig;
 use crate::domain::policy::RoutingPolicy;
@@ -21,7 +21,7 @@ use crate::store::redis::{RedisStore, RedisStoreConfig};
 use crate::learned_scorer::checkpoints::{CheckpointStore, MemoryCheckpoints};
 use crate::store::postgres::checkpoints::PgCheckpoints;
 
-use super::{start_with_store_and_checkpoints, RunningServer};
+use super::{start_with_store_and_checkpoints, Health, RunningServer};
 
 /// Postgres connections per replica (relay, pending subtasks).
 const POSTGRES_POOL_SIZE: usize = 8;
@@ -104,9 +104,48 @@ pub async fn start(
         );
     }
     tokio::spawn(
+        watch_stores(store.clone(), running.health(), running.stop_token())
+            .instrument(tracing::info_span!("store_probe")),
+    );
+    tokio::spawn(
         keep_alive(store, running.stop_token()).instrument(tracing::info_span!("liveness")),
     );
     Ok(running)
+}
+
+/// How often the stores are probed.
+const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// Probes Redis (and Postgres, past an open breaker) every PROBE_EVERY: an answer closes an open
+/// breaker at once; health says NOT_SERVING while Redis does not answer (two probes in a row, or
+/// an open breaker) and SERVING again when it does.
+async fn watch_stores(store: Arc<RedisStore>, health: Health, stop: CancellationToken) {
+    let mut reachable = true;
+    let mut missed = 0u32;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(PROBE_EVERY) => {}
+        }
+        store.probe_pending().await;
+        let answered = store.probe().await;
+        missed = if answered { 0 } else { missed + 1 };
+        let now_reachable = answered || (missed < 2 && !store.breaker_open());
+        if now_reachable != reachable {
+            reachable = now_reachable;
+            if reachable {
+                info!("redis reachable: health SERVING");
+            } else {
+                warn!(
+                    assign_accepts_into_postgres = store.accepts_while_down(),
+                    "redis unreachable: health NOT_SERVING"
+                );
+            }
+            health
+                .store_reachable(reachable, store.accepts_while_down())
+                .await;
+        }
+    }
 }
 
 /// Counts this replica among the deployment's live ones until it stops (redis/policy.rs).

@@ -10,3 +10,4 @@ mod support;
 mod redis_durability;
 mod redis_faults;
 mod redis_replicas;
+mod redis_stall;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::domain::subtask::{AssignmentView, Subtask, SubtaskSpec, SubtaskState};
 use crate::store::breaker::{BreakerConfig, CircuitBreaker};
-use crate::store::postgres::{finished_subtask, pending, PgPool};
+use crate::store::postgres::{self, finished_subtask, pending, PgPool};
 use crate::store::{StoreError, StoreResult};
 
 pub const PENDING_DETAIL: &str =
@@ -41,6 +41,18 @@ impl PendingStore {
             pool,
             breaker: CircuitBreaker::new("postgres", breaker),
             timeout,
+        }
+    }
+
+    /// While the breaker is open: `SELECT 1` past it; an answer closes it, so accepting into
+    /// Postgres works again as soon as Postgres is back.
+    pub async fn probe_if_open(&self) {
+        if !self.breaker.is_open() {
+            return;
+        }
+        if let Ok(Ok(())) = tokio::time::timeout(self.timeout, postgres::ping(&self.pool)).await {
+            tracing::info!("postgres answers again: circuit breaker closed");
+            self.breaker.record_success();
         }
     }
 

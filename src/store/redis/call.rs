@@ -4,9 +4,11 @@
 //! slot's policy set up on first use, and the reply's refusal code turned into a typed error.
 
 use std::fmt::Display;
+use std::time::Duration;
 
 use redis::Value;
-use tracing::warn;
+
+use tracing::{info, warn};
 
 use crate::domain::rules::RefusalCode;
 use crate::store::{Precondition, StoreError, StoreResult};
@@ -301,12 +303,43 @@ impl RedisStore {
         self.roundtrip(command).await
     }
 
+    /// Whether Redis answers a PING within the command timeout (at most a second), past the
+    /// breaker; an answer closes the breaker, so calls succeed again as soon as Redis is back
+    /// instead of when the breaker's open time ends.
+    pub async fn probe(&self) -> bool {
+        let ping = async {
+            let mut lease = self.connections.get().await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut lease.connection)
+                .await
+                .map_err(|error| error.to_string())
+        };
+        let limit = self.command_timeout.min(Duration::from_secs(1));
+        match tokio::time::timeout(limit, ping).await {
+            Ok(Ok(_)) => {
+                if self.breaker.is_open() {
+                    info!("redis answers again: circuit breaker closed");
+                }
+                self.breaker.record_success();
+                true
+            }
+            _ => {
+                self.connections.reset().await;
+                self.note_outage();
+                false
+            }
+        }
+    }
+
     /// Sends a command on a connection under the circuit breaker and the command timeout.
     pub(super) async fn roundtrip<T: redis::FromRedisValue>(
         &self,
         command: &redis::Cmd,
     ) -> StoreResult<T> {
-        self.breaker.check().map_err(StoreError::Unavailable)?;
+        if let Err(open) = self.breaker.check() {
+            self.note_outage();
+            return Err(StoreError::Unavailable(open));
+        }
         let invocation = async {
             let mut lease = match self.connections.get().await {
                 Ok(lease) => lease,
@@ -342,12 +375,14 @@ impl RedisStore {
             }
             Ok(Err(message)) => {
                 self.breaker.record_failure();
+                self.note_outage();
                 Err(StoreError::Unavailable(format!(
                     "redis unavailable: {message}"
                 )))
             }
             Err(_) => {
                 self.breaker.record_failure();
+                self.note_outage();
                 self.connections.reset().await;
                 Err(StoreError::Unavailable(format!(
                     "redis unavailable: no reply within {} ms",

@@ -168,6 +168,11 @@ impl Keys {
         format!("sb:{{{}}}:replicas", self.namespace)
     }
 
+    /// Present (with a lease TTL's expiry) after a replica lost Redis: no lease lapses meanwhile.
+    pub fn lapse_hold(&self) -> String {
+        format!("sb:{{{}}}:lapse-hold", self.namespace)
+    }
+
     pub fn watch_channel(&self) -> String {
         format!("sb:{{{}}}:watch", self.namespace)
     }

@@ -2,7 +2,7 @@
 //! run atomically in Redis, so any number of replicas behave as one. This module passes
 //! arguments in, turns the functions' flat replies into domain values and their refusal codes into
 //! typed errors, and guards Redis with a circuit breaker.
-//! Key layout and rules: `lua/README.md`; semantics: `../README.md`.
+//! Key layout and rules: `lua/README.md`; semantics: `docs/rules.md`.
 
 mod call;
 pub mod codec;
@@ -10,6 +10,7 @@ pub mod connections;
 mod directory;
 mod feed;
 pub mod keys;
+mod lapse;
 pub mod library;
 mod notices;
 pub mod outbox;
@@ -121,6 +122,9 @@ pub struct RedisStore {
     specialist_placements: placements::Placements,
     /// This process among the deployment's replicas (policy.rs).
     replica_id: String,
+    /// A call failed for want of Redis since the last lease sweep (lapse.rs).
+    outage_seen: std::sync::atomic::AtomicBool,
+    lease_ttl_ms: i64,
 }
 
 impl RedisStore {
@@ -173,7 +177,21 @@ impl RedisStore {
             placements: placements::Placements::default(),
             specialist_placements: placements::Placements::default(),
             replica_id: replica_id(),
+            outage_seen: std::sync::atomic::AtomicBool::new(false),
+            lease_ttl_ms: policy.lease_ttl_ms,
         })
+    }
+
+    /// Whether Assign accepts subtasks into Postgres while Redis is unreachable.
+    pub fn accepts_while_down(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Probes Postgres past its open breaker (see PendingStore::probe_if_open).
+    pub async fn probe_pending(&self) {
+        if let Some(pending) = &self.pending {
+            pending.probe_if_open().await;
+        }
     }
 
     /// Accept subtasks into Postgres while Redis is unreachable (see store/production/pending.rs).
@@ -366,6 +384,7 @@ impl Store for RedisStore {
                 let Some(pending) = &self.pending else {
                     return Err(StoreError::Unavailable(redis_down));
                 };
+                tracing::warn!(subtask_id = %spec.subtask_id, cause = %redis_down, "assign goes to postgres: redis did not answer");
                 pending.accept(&spec).await.map_err(|error| match error {
                     StoreError::Unavailable(postgres_down) => {
                         StoreError::Unavailable(format!("{redis_down}; {postgres_down}"))
@@ -607,13 +626,17 @@ impl Store for RedisStore {
     /// dependency notices a replica may have left there.
     async fn expire_leases(&self) -> StoreResult<ExpirySummary> {
         let mut summary = ExpirySummary::default();
+        let lapse_until = self.lapse_deadline().await?;
         for slot in &self.types {
             loop {
                 let reply = self
                     .fcall(
                         Function::Expire,
                         Target::Slot(slot),
-                        &Args::new().num(EXPIRY_BATCH).num(RETIRE_BATCH),
+                        &Args::new()
+                            .num(EXPIRY_BATCH)
+                            .num(RETIRE_BATCH)
+                            .num(lapse_until),
                         About::default(),
                     )
                     .await?;
