@@ -1,5 +1,5 @@
-//! The Redis store's scripts by EVALSHA against the local Redis (127.0.0.1:6379, or
-//! SWITCHBOARD_BENCH_REDIS_URL), as the fleet and the queue grow: 10 / 100 / 1,000 / 10,000
+//! The Redis store's functions (FCALL of the Lua library) against the local Redis
+//! (127.0.0.1:6379, or SWITCHBOARD_BENCH_REDIS_URL), as the fleet and the queue grow: 10 / 100 / 1,000 / 10,000
 //! specialists of one type and 0 / 10,000 / 100,000 subtasks queued that nobody can serve (they must
 //! not slow down work somebody can). Each figure is one round trip from this process, so it
 //! includes the client and loopback cost. Every run uses namespaces of its own.

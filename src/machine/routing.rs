@@ -19,7 +19,7 @@ pub(super) enum Requeue {
 }
 
 impl Machine {
-    /// The type whose specialists will serve a new subtask (see README.md, "Routing a new subtask").
+    /// The type whose specialists will serve a new subtask (see docs/rules.md, "Routing a new subtask").
     pub(super) fn routed_type_for(
         &self,
         requested: &str,

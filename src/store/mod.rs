@@ -1,5 +1,5 @@
 //! The one storage interface every backend implements, atomically, with one clock and fencing epochs.
-//! The rules are in README.md beside this file.
+//! The rules are in docs/rules.md.
 
 pub mod breaker;
 pub mod clock;
@@ -34,7 +34,7 @@ pub enum FeedItem {
 
 pub type Feed = BoxStream<'static, FeedItem>;
 
-/// Every operation is atomic; see README.md for the rules each one applies.
+/// Every operation is atomic; see docs/rules.md for the rules each one applies.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Short name for logs and metrics ("embedded").
