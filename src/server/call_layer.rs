@@ -1,7 +1,11 @@
 //! Outermost layer of every call: the deadline (server default or the client's shorter grpc-timeout,
-//! DEADLINE_EXCEEDED on expiry), overload shedding as UNAVAILABLE, and per-method counts by status code.
+//! DEADLINE_EXCEEDED on expiry), overload shedding as UNAVAILABLE, per-method counts by status code,
+//! and the count of calls open (a streamed reply counts until its body ends), which shutdown
+//! waits on instead of on connections.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,14 +21,43 @@ use crate::metrics as names;
 /// Deadlines shorter than the timer's resolution have passed by the time the call is dispatched.
 const MIN_DEADLINE: Duration = Duration::from_millis(1);
 
+/// How many calls are open: from their arrival until their reply (streamed or not) has ended.
+#[derive(Debug, Clone, Default)]
+pub struct OpenCalls(Arc<AtomicUsize>);
+
+impl OpenCalls {
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn open(&self) -> OpenCall {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        OpenCall(self.0.clone())
+    }
+}
+
+/// One open call; closed when dropped.
+#[derive(Debug)]
+struct OpenCall(Arc<AtomicUsize>);
+
+impl Drop for OpenCall {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CallLayer {
     default_timeout: Duration,
+    open: OpenCalls,
 }
 
 impl CallLayer {
-    pub fn new(default_timeout: Duration) -> Self {
-        Self { default_timeout }
+    pub fn new(default_timeout: Duration, open: OpenCalls) -> Self {
+        Self {
+            default_timeout,
+            open,
+        }
     }
 }
 
@@ -35,6 +68,7 @@ impl<S> Layer<S> for CallLayer {
         CallService {
             inner,
             default_timeout: self.default_timeout,
+            open: self.open.clone(),
         }
     }
 }
@@ -43,6 +77,7 @@ impl<S> Layer<S> for CallLayer {
 pub struct CallService<S> {
     inner: S,
     default_timeout: Duration,
+    open: OpenCalls,
 }
 
 /// Parses the gRPC `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -102,6 +137,7 @@ where
         // Take the service that was driven to readiness and leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let open = self.open.open();
         Box::pin(async move {
             if deadline < MIN_DEADLINE {
                 record(&method, Code::DeadlineExceeded);
@@ -140,6 +176,7 @@ where
                 Body::new(CountingBody {
                     inner: body,
                     method: Some(method),
+                    open: Some(open),
                 })
             }))
         })
@@ -152,6 +189,8 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         method: Option<String>,
+        // The call stays open until the reply has ended.
+        open: Option<OpenCall>,
     }
 }
 
@@ -177,6 +216,7 @@ where
                             .map_or(Code::Ok, |status| status.code());
                         record(&method, code);
                     }
+                    this.open.take();
                 }
             }
             Poll::Ready(Some(Err(_))) | Poll::Ready(None) => {
@@ -184,6 +224,7 @@ where
                     // The stream ended without trailers (client went away or transport error).
                     record(&method, Code::Cancelled);
                 }
+                this.open.take();
             }
             Poll::Pending => {}
         }

@@ -38,7 +38,7 @@ use crate::pb::register_service_server::RegisterServiceServer;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 
-use call_layer::CallLayer;
+use call_layer::{CallLayer, OpenCalls};
 pub use health::Health;
 
 /// Fully qualified names of the four services, as health checks and reflection know them.
@@ -48,6 +48,11 @@ pub const SERVICE_NAMES: [&str; 4] = [
     "switchboard.v1.QueueService",
     "switchboard.v1.PerformanceService",
 ];
+
+/// How often shutdown looks whether calls are still open.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
+/// How long shutdown leaves connections after the last call ended, for its reply to go out.
+const LAST_REPLIES: Duration = Duration::from_millis(250);
 
 /// Largest gRPC message accepted: a 1 MiB payload plus the rest of the request.
 const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
@@ -60,6 +65,7 @@ pub struct RunningServer {
     health: Health,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
+    open_calls: OpenCalls,
 }
 
 impl RunningServer {
@@ -87,22 +93,42 @@ impl RunningServer {
         self.health.stop().await;
         self.shutdown.cancel();
         let mut serving = self.serving;
-        match tokio::time::timeout(self.grace, &mut serving).await {
-            Ok(joined) => {
-                joined
-                    .context("server task panicked")?
-                    .context("server failed")?;
-                info!("shut down cleanly");
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let mut idle_since = None;
+        loop {
+            tokio::select! {
+                joined = &mut serving => {
+                    joined
+                        .context("server task panicked")?
+                        .context("server failed")?;
+                    info!("shut down cleanly");
+                    return Ok(());
+                }
+                () = tokio::time::sleep(SHUTDOWN_POLL) => {}
             }
-            Err(_) => {
+            let now = tokio::time::Instant::now();
+            let open = self.open_calls.count();
+            if open == 0 {
+                // Connections with no call open (idle clients, a silent TCP peer) need not hold
+                // the exit: after a moment for the last replies to go out, they are closed.
+                if now.duration_since(*idle_since.get_or_insert(now)) >= LAST_REPLIES {
+                    serving.abort();
+                    info!("shut down cleanly; idle connections closed");
+                    return Ok(());
+                }
+            } else {
+                idle_since = None;
+            }
+            if now >= deadline {
                 warn!(
                     grace_ms = self.grace.as_millis() as u64,
+                    open_calls = open,
                     "calls still open after the grace period; closing them"
                 );
                 serving.abort();
+                return Ok(());
             }
         }
-        Ok(())
     }
 }
 
@@ -200,10 +226,12 @@ pub async fn start_with_store_and_checkpoints(
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
 
+    let open_calls = OpenCalls::default();
     let layers = ServiceBuilder::new()
-        .layer(CallLayer::new(Duration::from_millis(
-            config.request_timeout_ms,
-        )))
+        .layer(CallLayer::new(
+            Duration::from_millis(config.request_timeout_ms),
+            open_calls.clone(),
+        ))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_requests.max(1),
@@ -262,5 +290,6 @@ pub async fn start_with_store_and_checkpoints(
         health,
         serving,
         grace: Duration::from_millis(config.shutdown_grace_ms),
+        open_calls,
     })
 }

@@ -339,6 +339,47 @@ async fn sigterm_ends_watch_streams_and_exits_zero() {
 }
 
 #[tokio::test]
+async fn sigterm_does_not_wait_on_idle_connections() {
+    let mut process = ServerProcess::spawn(&["--shutdown-grace-ms", "10000"]);
+    // An idle client, and a peer that opened HTTP/2 and then went silent (it never answers the
+    // server's GOAWAY): no call is open on either.
+    let mut idle = Clients::connect(process.addr).await;
+    idle.register("idle-1", "backend", &[]).await;
+    let mut silent = tokio::net::TcpStream::connect(process.addr)
+        .await
+        .expect("connect");
+    use tokio::io::AsyncWriteExt;
+    silent
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .expect("preface");
+
+    let signalled = std::time::Instant::now();
+    process.signal("TERM");
+    let status = process
+        .wait_exit(Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|| {
+            panic!(
+                "still running 5 s after SIGTERM: {:#?}",
+                process.stdout_lines()
+            )
+        });
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "exited {:?} after SIGTERM with no call open (grace 10 s)",
+        signalled.elapsed()
+    );
+    let lines = process.stdout_lines();
+    assert!(
+        !lines.iter().any(|line| line.contains("calls still open")),
+        "{lines:#?}"
+    );
+    drop(silent);
+}
+
+#[tokio::test]
 async fn sigint_exits_zero() {
     let mut process = ServerProcess::spawn(&[]);
     let mut c = Clients::connect(process.addr).await;
