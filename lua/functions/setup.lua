@@ -12,7 +12,11 @@
            -> {0, 'same' | 'new'}, {0, 'adopted', the replaced fingerprint}, or {0, 'other',
            the fingerprint found} (without ARGV[15]: nothing written).
   restore  KEYS[1] meta; writes back, without routing, what Postgres kept and an empty Redis
-           lost (src/store/redis/rebuild.rs): ARGV[4] 'subtask': a finished subtask that an
+           lost (src/store/production/rebuild.rs). ARGV[4] 'held': an ASSIGNED subtask with its
+           holder, epoch and attempt (ARGV[5] id, [6] spec, [7] capabilities, [8] all, [9]
+           priority, [10] created ms, [11] holder, [12] epoch, [13] attempt, [14] assigned ms);
+           replies {0, 0} when the holder is not registered in this slot. 'epoch': the type's
+           epoch counter raised to ARGV[5]. 'subtask': a finished subtask that an
            unfinished one depends on (ARGV[5] id, [6] the subtask as submitted, [7]
            capabilities, [8] '1' all, [9] priority, [10] created ms, [11] state, [12] attempt,
            [13] detail, [14] finished ms); or 'perf': a performance record (ARGV[5] specialist
@@ -49,9 +53,48 @@ local function fn_adopt(KEYS, ARGV)
   return flush({0, 'adopted', current})
 end
 
+-- The type's epoch counter, raised to at least `epoch` (never lowered).
+local function raise_epoch(epoch)
+  local current = tonum(rcall('GET', P .. K.epoch) or '0')
+  if epoch > current then rcall('SET', P .. K.epoch, sformat('%d', epoch)) end
+end
+
+-- An ASSIGNED subtask back with its holder, epoch and attempt; false when the holder is not
+-- registered here (the store routes it again then).
+local function restore_held(ARGV)
+  local id = ARGV[5]
+  if rcall('EXISTS', P .. K.subtask .. id) == 1 then return true end
+  local s = spec_get(ARGV[11])
+  if not s then return false end
+  local r = {
+    id = id, st = 'ASSIGNED', att = ARGV[13], hold = s.id, ep = ARGV[12], at = ARGV[14], bd = '',
+    qs = '', enq = ARGV[10], wait = '', rw = '', excl = '', cr = ARGV[10], fin = '', hd = '',
+    det = '', caps = ARGV[7], all = ARGV[8], prio = ARGV[9], lf = '', from = '', vd = '',
+    spec = ARGV[6], required = false, needles = false, learned = false, excluded = false,
+    packed = false
+  }
+  local _, matched = capabilities_suffice(r, s)
+  -- The breakdown's inputs as of now: the history keeps the score, not its inputs.
+  r.bd = sformat('%d %d %d %s %d/%d', matched, #sub_required(r), s.act, s.av, s.ws, s.wn)
+  sub_new(r)
+  spec_set(s, 'act', s.act + 1)
+  spec_set(s, 'hl', list_append(s.hl, id))
+  refile(s)
+  raise_epoch(tonum(ARGV[12]))
+  return true
+end
+
 local function fn_restore(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
+  if ARGV[4] == 'held' then
+    if restore_held(ARGV) then return flush({0, 1}) end
+    return {0, 0}
+  end
+  if ARGV[4] == 'epoch' then
+    raise_epoch(tonum(ARGV[5]))
+    return {0, 1}
+  end
   if ARGV[4] == 'subtask' then
     local id = ARGV[5]
     if rcall('EXISTS', P .. K.subtask .. id) == 1 then return {0, 0} end

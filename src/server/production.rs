@@ -63,6 +63,7 @@ pub async fn start(
         {
             info!(
                 specialists = summary.specialists,
+                held_subtasks = summary.held_subtasks,
                 unfinished_subtasks = summary.unfinished_subtasks,
                 "redis was empty: rebuilt from postgres"
             );

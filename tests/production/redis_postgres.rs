@@ -416,7 +416,7 @@ async fn delete_matching(connection: &mut redis::aio::MultiplexedConnection, pat
 }
 
 #[tokio::test]
-async fn empty_redis_is_rebuilt_from_postgres() {
+async fn empty_redis_is_rebuilt_from_postgres_and_holders_keep_their_work() {
     let db = TestDb::create().await;
     let url = db.url();
     let namespace = unique_namespace("rebuild");
@@ -462,8 +462,12 @@ async fn empty_redis_is_rebuilt_from_postgres() {
         performance_before,
         "performance factor rebuilt from reports",
     );
-    let rerouted = clients.get("rb-b").await;
-    assert_assigned_to(&rerouted, "rb-1");
+    // The holder keeps its work, under the same epoch and attempt: its report still counts.
+    let kept = clients.get("rb-b").await;
+    assert_assigned_to(&kept, "rb-1");
+    assert_eq!((kept.epoch, kept.attempt), (held.epoch, held.attempt));
+    let in_flight = clients.specialist("rb-1").await;
+    assert_eq!(in_flight.active_assignments, 1, "{in_flight:?}");
     assert_state(&clients.get("rb-c").await, AssignmentState::Queued);
     let waiting = clients.get("rb-d").await;
     assert_state(&waiting, AssignmentState::Blocked);
@@ -476,6 +480,16 @@ async fn empty_redis_is_rebuilt_from_postgres() {
     clients.register("rb-2", "backend", &["go"]).await;
     let served = clients.get("rb-c").await;
     assert_assigned_to(&served, "rb-2");
+    assert!(
+        served.epoch > held.epoch,
+        "epochs resume above the history's: {} after {}",
+        served.epoch,
+        held.epoch
+    );
+    assert_state(
+        &clients.report(&held, true).await,
+        AssignmentState::Completed,
+    );
     clients.report(&served, true).await;
     let unblocked = clients.get("rb-d").await;
     assert_ne!(

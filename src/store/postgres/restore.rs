@@ -135,8 +135,19 @@ pub async fn finished_dependencies(client: &Client) -> Result<Vec<FinishedRow>, 
         .collect())
 }
 
+/// An unfinished subtask as the history left it.
+pub struct UnfinishedRow {
+    pub spec: SubtaskSpec,
+    pub routed_type: String,
+    /// The holder and its epoch while ASSIGNED (None otherwise).
+    pub holder: Option<(String, i64)>,
+    pub attempt: i32,
+    pub created_at_ms: i64,
+    pub assigned_at_ms: Option<i64>,
+}
+
 /// Unfinished subtasks, oldest first.
-pub async fn unfinished_subtasks(client: &Client) -> Result<Vec<SubtaskSpec>, PgError> {
+pub async fn unfinished_subtasks(client: &Client) -> Result<Vec<UnfinishedRow>, PgError> {
     let rows = client
         .query(
             "SELECT * FROM subtasks WHERE created_at IS NOT NULL \
@@ -144,5 +155,36 @@ pub async fn unfinished_subtasks(client: &Client) -> Result<Vec<SubtaskSpec>, Pg
             &[],
         )
         .await?;
-    Ok(rows.iter().map(spec_of_row).collect())
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let state: &str = row.get("state");
+            let holder = row.get::<_, Option<String>>("specialist_id");
+            let epoch: i64 = row.get("epoch");
+            UnfinishedRow {
+                spec: spec_of_row(row),
+                routed_type: row.get("routed_type"),
+                holder: holder
+                    .filter(|_| state == "ASSIGNED" && epoch > 0)
+                    .map(|id| (id, epoch)),
+                attempt: row.get("attempt"),
+                created_at_ms: millis(row.get("created_at")),
+                assigned_at_ms: row.get::<_, Option<SystemTime>>("assigned_at").map(millis),
+            }
+        })
+        .collect())
+}
+
+/// The highest epoch each type handed out, as far as the history knows.
+pub async fn highest_epochs(client: &Client) -> Result<Vec<(String, i64)>, PgError> {
+    let rows = client
+        .query(
+            "SELECT routed_type, max(epoch) AS epoch FROM subtasks GROUP BY routed_type",
+            &[],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get("routed_type"), row.get("epoch")))
+        .collect())
 }

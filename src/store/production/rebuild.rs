@@ -3,10 +3,15 @@
 //! only when an unfinished one depends on them. One replica rebuilds (it claims the rebuild in the
 //! deployment's meta hash); the others wait until it is done.
 //!
+//! An ASSIGNED subtask goes back to its holder with its epoch and attempt, so the agent working on
+//! it goes on and its report counts: the holder is registered again with a fresh lease, and if it
+//! does not heartbeat within that lease its work is requeued as after any lapse. Each type's epoch
+//! counter resumes above every epoch the history knows. An ASSIGNED subtask whose holder is gone
+//! (deregistered) is routed again.
+//!
 //! What cannot come back: events the relay had not yet written when Redis lost its data (Redis
-//! keeps nothing on disk here), and the holder of an ASSIGNED subtask: it is routed again with a
-//! new epoch and its attempt count starts over, and the former holder's reports are refused as
-//! stale.
+//! keeps nothing on disk here): a subtask whose assignment Postgres never heard of is routed again
+//! from the state Postgres had.
 
 use std::time::Duration;
 
@@ -14,7 +19,7 @@ use tracing::info;
 
 use crate::domain::specialist::Registration;
 use crate::store::postgres::{restore, PgPool};
-use crate::store::redis::restore::{RestoredFinished, RestoredPerformance};
+use crate::store::redis::restore::{RestoredFinished, RestoredHeld, RestoredPerformance};
 use crate::store::redis::RedisStore;
 use crate::store::{Store, StoreError, StoreResult};
 
@@ -26,6 +31,9 @@ pub struct RebuildSummary {
     pub specialists: usize,
     pub performance_records: usize,
     pub finished_dependencies: usize,
+    /// ASSIGNED subtasks given back to their holders.
+    pub held_subtasks: usize,
+    /// Subtasks routed again (queued, blocked, or assigned to a holder that is gone).
     pub unfinished_subtasks: usize,
 }
 
@@ -108,7 +116,39 @@ async fn restore_all(store: &RedisStore, postgres: &PgPool) -> StoreResult<Rebui
         summary.finished_dependencies += 1;
     }
 
-    for spec in restore::unfinished_subtasks(&client).await? {
+    for (slot, epoch) in restore::highest_epochs(&client).await? {
+        if store.types().contains(&slot) {
+            store.restore_epoch(&slot, epoch).await?;
+        }
+    }
+
+    let unfinished = restore::unfinished_subtasks(&client).await?;
+    let mut to_route = Vec::new();
+    // Holders first: what they hold counts against their capacity before anything is routed.
+    for row in unfinished {
+        let kept = match &row.holder {
+            Some((holder, epoch)) if store.types().contains(&row.routed_type) => {
+                store
+                    .restore_held(RestoredHeld {
+                        spec: &row.spec,
+                        slot: &row.routed_type,
+                        holder,
+                        epoch: *epoch,
+                        attempt: row.attempt,
+                        created_at_ms: row.created_at_ms,
+                        assigned_at_ms: row.assigned_at_ms.unwrap_or(row.created_at_ms),
+                    })
+                    .await?
+            }
+            _ => false,
+        };
+        if kept {
+            summary.held_subtasks += 1;
+        } else {
+            to_route.push(row.spec);
+        }
+    }
+    for spec in to_route {
         store.assign(spec).await?;
         summary.unfinished_subtasks += 1;
     }

@@ -35,6 +35,17 @@ pub struct RestoredFinished<'a> {
     pub finished_at_ms: Option<i64>,
 }
 
+/// An ASSIGNED subtask, back with its holder.
+pub struct RestoredHeld<'a> {
+    pub spec: &'a SubtaskSpec,
+    pub slot: &'a str,
+    pub holder: &'a str,
+    pub epoch: i64,
+    pub attempt: i32,
+    pub created_at_ms: i64,
+    pub assigned_at_ms: i64,
+}
+
 impl RedisStore {
     /// Claims this deployment's rebuild; false when another replica (or an earlier start) has.
     pub async fn claim_rebuild(&self) -> StoreResult<bool> {
@@ -86,6 +97,47 @@ impl RedisStore {
                 .num(record.quality_sum)
                 .num(record.time_sum)
                 .text(record.window),
+            About::default(),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Gives an ASSIGNED subtask back to its holder under its epoch and attempt; false when the
+    /// holder is not registered in that type (the caller routes it again).
+    pub async fn restore_held(&self, held: RestoredHeld<'_>) -> StoreResult<bool> {
+        let spec = held.spec;
+        self.bind(&self.keys.subtask_directory(&spec.subtask_id), held.slot)
+            .await?;
+        let reply = self
+            .fcall(
+                Function::Restore,
+                Target::Slot(held.slot),
+                &Args::new()
+                    .text("held")
+                    .text(&spec.subtask_id)
+                    .bytes(encode_spec(spec))
+                    .list(&spec.required_capabilities)
+                    .flag(spec.require_all_capabilities)
+                    .num(spec.priority)
+                    .num(held.created_at_ms)
+                    .text(held.holder)
+                    .num(held.epoch)
+                    .num(held.attempt)
+                    .num(held.assigned_at_ms),
+                About::default(),
+            )
+            .await?;
+        Ok(reply.int(0)? == 1)
+    }
+
+    /// Raises a type's epoch counter to at least `epoch`, so no epoch the history knows is
+    /// handed out again.
+    pub async fn restore_epoch(&self, slot: &str, epoch: i64) -> StoreResult<()> {
+        self.fcall(
+            Function::Restore,
+            Target::Slot(slot),
+            &Args::new().text("epoch").num(epoch),
             About::default(),
         )
         .await
