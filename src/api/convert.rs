@@ -60,6 +60,11 @@ impl Violations {
                 field,
                 format!("must be at most {max_bytes} bytes, got {}", value.len()),
             );
+        } else if !is_free_text(value) {
+            self.add(
+                field,
+                "must not hold control characters (tab and line breaks aside) or bidirectional overrides",
+            );
         }
     }
 
@@ -202,6 +207,11 @@ pub fn registration(
             violations.add(
                 format!("labels[{key}]"),
                 format!("label values must be at most {MAX_LABEL_VALUE_BYTES} bytes"),
+            );
+        } else if !is_free_text(value) {
+            violations.add(
+                format!("labels[{key}]"),
+                "label values must not hold control characters (tab and line breaks aside) or bidirectional overrides",
             );
         }
     }
@@ -347,6 +357,15 @@ pub fn completion_report(
         );
     }
     violations.text("detail", &request.detail, MAX_REASON_BYTES);
+    if request.completion_time_ms > MAX_COMPLETION_TIME_MS {
+        violations.add(
+            "completion_time_ms",
+            format!(
+                "must be at most {MAX_COMPLETION_TIME_MS} (30 days), got {}",
+                request.completion_time_ms
+            ),
+        );
+    }
     violations.finish()?;
     Ok(CompletionReport {
         subtask_id: request.subtask_id,

@@ -3,15 +3,17 @@
 //! and the count of calls open (a streamed reply counts until its body ends), which shutdown
 //! waits on instead of on connections.
 
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use http_body::{Body as HttpBody, Frame};
+use prost::Message as _;
 use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
@@ -103,6 +105,53 @@ fn status_response(status: Status) -> http::Response<Body> {
     status.into_http()
 }
 
+/// Services whose methods are counted by name; reflection's two are the only others served.
+const REFLECTION_METHODS: [&str; 2] = [
+    "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// Every method the server serves, "package.Service/Method", from the compiled descriptors.
+fn served_methods() -> &'static HashSet<String> {
+    static METHODS: OnceLock<HashSet<String>> = OnceLock::new();
+    METHODS.get_or_init(|| {
+        let mut methods: HashSet<String> =
+            REFLECTION_METHODS.iter().map(|m| m.to_string()).collect();
+        for encoded in [
+            crate::pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else {
+                continue;
+            };
+            for file in set.file {
+                let package = file.package.unwrap_or_default();
+                for service in file.service {
+                    let service_name = service.name.unwrap_or_default();
+                    for method in service.method {
+                        methods.insert(format!(
+                            "{package}.{service_name}/{}",
+                            method.name.unwrap_or_default()
+                        ));
+                    }
+                }
+            }
+        }
+        methods
+    })
+}
+
+/// The method label of a call: its name when the server serves it, else "unknown" (a label per
+/// path a caller makes up would be a new metric series each time).
+fn method_label(path: &str) -> String {
+    let method = path.trim_start_matches('/');
+    if served_methods().contains(method) {
+        method.to_string()
+    } else {
+        "unknown".to_string()
+    }
+}
+
 fn record(method: &str, code: Code) {
     metrics::counter!(names::GRPC_REQUESTS, "method" => method.to_string(), "code" => format!("{code:?}")).increment(1);
 }
@@ -125,7 +174,7 @@ where
     }
 
     fn call(&mut self, request: http::Request<ReqBody>) -> Self::Future {
-        let method = request.uri().path().trim_start_matches('/').to_string();
+        let method = method_label(request.uri().path());
         let client_timeout = request
             .headers()
             .get("grpc-timeout")
@@ -243,6 +292,27 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_served_methods_are_labelled_by_name() {
+        assert_eq!(
+            method_label("/switchboard.v1.AssignService/Assign"),
+            "switchboard.v1.AssignService/Assign"
+        );
+        assert_eq!(
+            method_label("/grpc.health.v1.Health/Check"),
+            "grpc.health.v1.Health/Check"
+        );
+        assert_eq!(
+            method_label("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"),
+            "grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+        );
+        assert_eq!(
+            method_label("/switchboard.v1.AssignService/Nope"),
+            "unknown"
+        );
+        assert_eq!(method_label(&format!("/{}", "x".repeat(2048))), "unknown");
+    }
 
     #[test]
     fn grpc_timeout_units() {

@@ -25,6 +25,8 @@ fn bad_ids() -> Vec<(&'static str, String)> {
         ("tab", "has\ttab".into()),
         ("newline", "line\nbreak".into()),
         ("control", "bell\u{7}".into()),
+        ("zero-width space", "fe\u{200B}1".into()),
+        ("bidi override", "fe\u{202E}1".into()),
         ("multibyte over limit", "é".repeat(65)),
     ]
 }
@@ -317,6 +319,23 @@ async fn release_and_report_are_validated() {
             })
             .await;
         assert_invalid(result, "quality_score");
+    }
+    let report = |detail: &str, completion_time_ms: u64| pb::ReportCompletionRequest {
+        subtask_id: "vrr-task".into(),
+        specialist_id: "vrr-1".into(),
+        epoch: held.epoch,
+        success: true,
+        completion_time_ms,
+        quality_score: 0.5,
+        detail: detail.into(),
+    };
+    for bad in ["nul\u{0}byte", "escape\u{1b}[31m", "rlo\u{202E}txt"] {
+        let result = c.perf.report_completion(report(bad, 1)).await;
+        assert_invalid(result, "detail");
+    }
+    for bad in [2_592_000_001, 12_300_000_000_000_000_000] {
+        let result = c.perf.report_completion(report("", bad)).await;
+        assert_invalid(result, "completion_time_ms");
     }
     // Nothing of that took effect.
     assert_eq!(c.get("vrr-task").await, held);
@@ -799,5 +818,46 @@ async fn a_fallback_type_outside_the_types_refuses_to_start() {
     assert!(
         switchboard::server::start(config).await.is_err(),
         "the heartbeat interval must be below the lease ttl"
+    );
+}
+
+#[tokio::test]
+async fn free_text_refuses_control_characters() {
+    let server = TestServer::start().await;
+    let mut c = server.clients.clone();
+    let mut labels = std::collections::HashMap::new();
+    labels.insert("team".to_string(), "web\u{0}".to_string());
+    let registered = c
+        .register
+        .register(pb::RegisterRequest {
+            specialist_id: "ft-1".into(),
+            specialist_type: "backend".into(),
+            labels,
+            ..Default::default()
+        })
+        .await;
+    assert_invalid(registered, "labels[team]");
+    c.register("ft-1", "backend", &[]).await;
+    let held = c.assign_simple("ft-task", "backend", &[]).await;
+    let cancelled = c
+        .assign
+        .cancel(pb::CancelRequest {
+            subtask_id: held.subtask_id.clone(),
+            reason: "stop\u{7}".into(),
+        })
+        .await;
+    assert_invalid(cancelled, "reason");
+    // Layout characters are text: a multi-line reason is fine.
+    let cancelled = c
+        .assign
+        .cancel(pb::CancelRequest {
+            subtask_id: held.subtask_id.clone(),
+            reason: "superseded\n\tby ft-task-2".into(),
+        })
+        .await
+        .expect("a reason with a line break and a tab");
+    assert_state(
+        &cancelled.into_inner().assignment.unwrap(),
+        AssignmentState::Cancelled,
     );
 }
