@@ -27,7 +27,7 @@ impl AssignService for AssignApi {
         &self,
         request: Request<pb::AssignRequest>,
     ) -> Result<Response<pb::AssignResponse>, Status> {
-        let caller = caller_of(&request);
+        let caller = caller_of(&request)?;
         if let Err(retry_after) = self.context.assign_limiter.check(&caller) {
             metrics::counter!(names::RATE_LIMITED, "method" => "Assign").increment(1);
             return Err(ApiError::RateLimited(format!(

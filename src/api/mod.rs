@@ -9,6 +9,7 @@ pub mod register;
 pub mod status;
 pub mod watch;
 
+use crate::api::status::ApiError;
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
@@ -35,17 +36,23 @@ pub struct ApiContext {
 /// Metadata key naming the caller for per-caller rate limits.
 pub const CALLER_ID_METADATA: &str = "x-caller-id";
 
-/// The caller's identity: the `x-caller-id` metadata, else the peer IP address.
-pub fn caller_of<T>(request: &tonic::Request<T>) -> String {
-    if let Some(caller) = request
-        .metadata()
-        .get(CALLER_ID_METADATA)
-        .and_then(|value| value.to_str().ok())
-        .filter(|value| !value.is_empty())
-    {
-        return format!("id:{caller}");
+/// The caller's identity: the `x-caller-id` metadata (an id: printable, at most 128 bytes), else
+/// the peer IP address.
+pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {
+    if let Some(value) = request.metadata().get(CALLER_ID_METADATA) {
+        let caller = value.to_str().unwrap_or_default();
+        if caller.is_empty()
+            || caller.len() > crate::domain::limits::MAX_ID_BYTES
+            || !crate::domain::limits::is_printable_token(caller)
+        {
+            return Err(ApiError::invalid(
+                CALLER_ID_METADATA,
+                "must be 1..=128 printable bytes without whitespace",
+            ));
+        }
+        return Ok(format!("id:{caller}"));
     }
-    request
+    Ok(request
         .remote_addr()
-        .map_or_else(|| "unknown".to_string(), |addr| format!("ip:{}", addr.ip()))
+        .map_or_else(|| "unknown".to_string(), |addr| format!("ip:{}", addr.ip())))
 }

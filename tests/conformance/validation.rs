@@ -593,6 +593,19 @@ async fn assign_is_rate_limited_per_caller() {
         .await
         .expect("another caller still passes");
 
+    // A caller id is an id: a made-up 8 KB one (a new budget per call, a bucket each) is refused
+    // before it costs anything.
+    let long_caller = "c".repeat(8192);
+    let refused = c
+        .assign
+        .assign(with_caller(
+            task("rl-long", "frontend", &[]),
+            Some(&long_caller),
+        ))
+        .await;
+    assert_invalid(refused, "x-caller-id");
+    assert_not_created(&mut c, "rl-long").await;
+
     // Without x-caller-id the caller is the peer address, with its own budget.
     for n in 0..5 {
         c.assign
