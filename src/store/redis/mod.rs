@@ -182,6 +182,31 @@ impl RedisStore {
         })
     }
 
+    async fn get_assignment_in_redis(
+        &self,
+        subtask_id: &str,
+    ) -> StoreResult<(AssignmentView, Subtask)> {
+        let about = About {
+            subtask: subtask_id,
+            ..About::default()
+        };
+        let reply = self
+            .fcall_by_id(
+                Function::GetAssignment,
+                Target::Subtask(subtask_id),
+                &Args::new().text(subtask_id),
+                about,
+            )
+            .await?;
+        let view = self.view(reply.get(0)?)?;
+        let spec = codec::decode_spec(replies::bytes(reply.get(1)?)?)?;
+        let subtask = Subtask {
+            spec,
+            created_at_ms: view.created_at_ms,
+        };
+        Ok((view, subtask))
+    }
+
     /// Whether Assign accepts subtasks into Postgres while Redis is unreachable.
     pub fn accepts_while_down(&self) -> bool {
         self.pending.is_some()
@@ -401,34 +426,21 @@ impl Store for RedisStore {
     }
 
     async fn get_assignment(&self, subtask_id: &str) -> StoreResult<(AssignmentView, Subtask)> {
-        let about = About {
-            subtask: subtask_id,
-            ..About::default()
-        };
-        let result = self
-            .fcall_by_id(
-                Function::GetAssignment,
-                Target::Subtask(subtask_id),
-                &Args::new().text(subtask_id),
-                about,
-            )
-            .await;
-        match result {
-            Ok(reply) => {
-                let view = self.view(reply.get(0)?)?;
-                let spec = codec::decode_spec(replies::bytes(reply.get(1)?)?)?;
-                let subtask = Subtask {
-                    spec,
-                    created_at_ms: view.created_at_ms,
-                };
-                Ok((view, subtask))
-            }
+        match self.get_assignment_in_redis(subtask_id).await {
             Err(error @ (StoreError::Unavailable(_) | StoreError::NotFound { .. })) => {
                 let Some(pending) = &self.pending else {
                     return Err(error);
                 };
-                if let Ok(Some(found)) = pending.get(subtask_id).await {
-                    return Ok(found);
+                match pending.get(subtask_id).await {
+                    Ok(Some(found)) => return Ok(found),
+                    // The mover may have taken it from Postgres after Redis was asked: it moves
+                    // into Redis first, so Redis has it now.
+                    Ok(None) if matches!(error, StoreError::NotFound { .. }) => {
+                        if let Ok(found) = self.get_assignment_in_redis(subtask_id).await {
+                            return Ok(found);
+                        }
+                    }
+                    _ => {}
                 }
                 // Finished and forgotten by Redis after the retention: Postgres has it.
                 match pending.finished(subtask_id).await {
@@ -436,7 +448,7 @@ impl Store for RedisStore {
                     _ => Err(error),
                 }
             }
-            Err(error) => Err(error),
+            other => other,
         }
     }
 
