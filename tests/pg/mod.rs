@@ -6,6 +6,8 @@
 //! `sb_test_*` that a test created itself are ever dropped.
 #![allow(dead_code)]
 
+pub mod checker;
+
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

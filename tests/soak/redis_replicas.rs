@@ -68,10 +68,15 @@ struct Ledger {
     revocations: usize,
     stale_reports: usize,
     violations: Vec<String>,
+    /// For the history checker: every (subtask, specialist, epoch) delivered, and reported OK.
+    delivered: Vec<(String, String, u64)>,
+    reported: Vec<(String, String, u64)>,
 }
 
 impl Ledger {
     fn assigned(&mut self, specialist: &str, subtask: &str, epoch: u64) {
+        self.delivered
+            .push((subtask.to_string(), specialist.to_string(), epoch));
         let specialist_type = self.type_of.get(specialist).cloned().unwrap_or_default();
         if !self.epochs_seen.insert((specialist_type.clone(), epoch)) {
             self.violations.push(format!(
@@ -191,6 +196,11 @@ async fn work_and_report(
         .await;
     match reported {
         Ok(done) if state_of(&done) == AssignmentState::Completed => {
+            ledger.lock().unwrap().reported.push((
+                assignment.subtask_id.clone(),
+                id.clone(),
+                assignment.epoch,
+            ));
             completed.fetch_add(1, Ordering::SeqCst);
         }
         Ok(other) => {
@@ -454,15 +464,15 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
     .await;
     assert_eq!(finished_by_known, expected);
     let mut outcomes = 0;
+    let mut active = std::collections::BTreeMap::new();
     for n in 0..SPECIALISTS {
         let mut clients = replicas[n % REPLICAS][0].clone();
-        assert_eq!(
-            clients
-                .specialist(&specialist_id(n))
-                .await
-                .active_assignments,
-            0
-        );
+        let held = clients
+            .specialist(&specialist_id(n))
+            .await
+            .active_assignments;
+        assert_eq!(held, 0);
+        active.insert(specialist_id(n), held);
         outcomes += clients
             .perf
             .get_performance(pb::GetPerformanceRequest {
@@ -483,6 +493,33 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
             assert_eq!((stats.depth, stats.active_assignments), (0, 0), "{stats:?}");
         }
     }
+
+    // The whole history in Postgres against what the streams and the callers saw.
+    poll_until(
+        "every report in Postgres",
+        Duration::from_secs(60),
+        || async {
+            let rows = pg::count(&postgres, "SELECT count(*) FROM performance_reports").await;
+            (rows == expected).then_some(())
+        },
+    )
+    .await;
+    let observed = {
+        let ledger = ledger.lock().unwrap();
+        pg::checker::Observed {
+            acknowledged: (0..SUBTASKS).map(subtask_id).collect(),
+            delivered: ledger.delivered.clone(),
+            reported: ledger.reported.clone(),
+            active,
+        }
+    };
+    let anomalies = pg::checker::check(&postgres, &observed).await;
+    assert!(
+        anomalies.is_empty(),
+        "{} anomalies in the history, e.g. {:#?}",
+        anomalies.len(),
+        &anomalies[..anomalies.len().min(10)]
+    );
 
     eprintln!(
         "{SUBTASKS} subtasks over {REPLICAS} replicas: submitted in {submitted_after:?}, completed in \
