@@ -16,6 +16,8 @@
            names another type (the store knows which)
   ARGV[12] '1': forwarded here (no routing)      ARGV[13] fallback capable: '', '1' or '0'
   ARGV[14] the type that forwarded it ('' none)  ARGV[15] the type whose claim was voided ('')
+  ARGV[16] '1': accepted into Postgres while Redis was away (already acknowledged): an unknown
+           dependency fails it (FAILED, "dependency <id> is unknown") instead of refusing it
   Replies {0, 'view', view, remote waits (id type ...)}; {0, 'ask', fallback type} (nothing
   written; call again with ARGV[13] from `capable` there); {0, 'forward', type} (this slot now
   forwards the id: `mark:<id>`; call there with ARGV[12] '1'); {0, 'unclaimed', type ('' with
@@ -115,8 +117,11 @@ local function fn_assign(KEYS, ARGV)
         remote[dependency_id] = dependency_type
       end
     end
-    if not state then return refuse(E.UNKNOWN_DEPENDENCY, dependency_id) end
-    if state == 'FAILED' or state == 'CANCELLED' then
+    if not state then
+      -- Accepted while Redis was away, it was acknowledged: it fails rather than vanish.
+      if ARGV[16] ~= '1' then return refuse(E.UNKNOWN_DEPENDENCY, dependency_id) end
+      if not failed then failed = {dependency_id, 'unknown'} end
+    elseif state == 'FAILED' or state == 'CANCELLED' then
       if not failed then failed = {dependency_id, state} end
     elseif state ~= 'COMPLETED' then
       waiting[#waiting + 1] = dependency_id

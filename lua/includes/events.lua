@@ -34,6 +34,16 @@ local function outbox(...)
   if POL.outbox then rcall('XADD', P .. K.outbox, '*', ...) end
 end
 
+-- An entry for a state the subtask passes through within this call (a holding that ended before
+-- the same call hands it on), so the history shows every holding's end; `flush` writes the final
+-- state only if it differs.
+local function outbox_passing(r)
+  if not POL.outbox then return end
+  local packed = pack_v(r)
+  rcall('XADD', P .. K.outbox, '*', 'k', 's', 'id', r.id, 'v', packed)
+  r.passed = packed
+end
+
 -- Ends a call: every changed record written once, then the outbox entries of the subtasks it
 -- changed. Returns `reply` ({0, ...}), its code -1 when dependents in other slots were left
 -- notices to deliver (lifecycle.lua).
@@ -68,7 +78,10 @@ local function flush(reply)
         elseif r.new then
           rcall('XADD', P .. K.outbox, '*', 'k', 'c', 'id', r.id, 'v', pack_v(r), 'spec', r.spec)
         else
-          rcall('XADD', P .. K.outbox, '*', 'k', 's', 'id', r.id, 'v', pack_v(r))
+          local packed = pack_v(r)
+          if packed ~= r.passed then
+            rcall('XADD', P .. K.outbox, '*', 'k', 's', 'id', r.id, 'v', packed)
+          end
         end
       end
     end

@@ -149,6 +149,8 @@ end
 local function requeue_or_fail(r, spent, detail)
   if not take_back(r, spent, detail) then return false end
   enqueue(r, true)
+  -- The same call may hand it on (a drain, place_all): the history keeps the holding's end.
+  outbox_passing(r)
   return true
 end
 
@@ -158,6 +160,9 @@ local function requeue_or_place(r, detail)
   if not take_back(r, true, detail) then return end
   local best = pick(r)
   if best then
+    -- Between holders for a moment: the history records it queued, then the new holding.
+    sub_set(r, 'st', 'QUEUED')
+    outbox_passing(r)
     hand_out(r, best.s, best.matched, best.performance)
   else
     enqueue(r, true)

@@ -263,7 +263,8 @@ async fn each_hot_call_is_one_round_trip_with_few_redis_calls() {
     let ceilings = [
         ("assign", 12),
         ("heartbeat", 5),
-        ("release", 20),
+        // One of them the history entry of the holding's end when the release hands it on.
+        ("release", 21),
         ("complete", 11),
     ];
     for ((name, (fcalls, others)), (_, ceiling)) in measured.iter().zip(ceilings) {

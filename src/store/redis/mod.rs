@@ -38,8 +38,8 @@ use crate::domain::subtask::{
 use crate::store::breaker::{BreakerConfig, CircuitBreaker};
 use crate::store::clock::Clock;
 use crate::store::{
-    AvailabilityCounts, ExpirySummary, Feed, InFlight, Page, PageRequest, QueuePage, QueuePosition,
-    QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
+    AvailabilityCounts, ExpirySummary, Feed, InFlight, Page, PageRequest, Precondition, QueuePage,
+    QueuePosition, QueuedEntry, Registered, Store, StoreError, StoreResult, TypeStats,
 };
 
 use crate::store::production::PendingStore;
@@ -207,6 +207,14 @@ impl RedisStore {
         Ok((view, subtask))
     }
 
+    /// Whether `subtask_id` waits in Postgres to be moved into Redis.
+    async fn is_pending(&self, subtask_id: &str) -> bool {
+        match &self.pending {
+            Some(pending) => matches!(pending.get(subtask_id).await, Ok(Some(_))),
+            None => false,
+        }
+    }
+
     /// Whether Assign accepts subtasks into Postgres while Redis is unreachable.
     pub fn accepts_while_down(&self) -> bool {
         self.pending.is_some()
@@ -225,26 +233,48 @@ impl RedisStore {
         self
     }
 
-    /// Moves subtasks accepted while Redis was down into Redis, oldest first. Returns how many
-    /// moved; stops at the first Redis failure (they stay pending).
+    /// Moves subtasks accepted while Redis was down into Redis, oldest first, each after the
+    /// pending subtasks it depends on (callers racing each other may have had a dependent accepted
+    /// before its dependency). Returns how many moved; stops at the first Redis failure (they stay
+    /// pending).
     pub async fn move_pending(&self) -> StoreResult<usize> {
         let Some(pending) = &self.pending else {
             return Ok(0);
         };
+        let batch = pending.oldest(100).await?;
+        let mut waiting: std::collections::HashSet<String> =
+            batch.iter().map(|spec| spec.subtask_id.clone()).collect();
+        let mut left: Vec<SubtaskSpec> = batch;
         let mut moved = 0;
-        for spec in pending.oldest(100).await? {
-            match self.assign_in_redis(&spec, None).await {
-                Ok(_) => {}
-                Err(error @ StoreError::AlreadyExists { .. }) => {
-                    tracing::warn!(subtask_id = %spec.subtask_id, %error, "pending subtask conflicts with one redis has; redis keeps its own");
+        while !left.is_empty() {
+            let (ready, deferred): (Vec<_>, Vec<_>) = left.into_iter().partition(|spec| {
+                !spec
+                    .depends_on
+                    .iter()
+                    .any(|dependency| waiting.contains(dependency))
+            });
+            // A dependency cycle among pending subtasks: move them anyway (they fail there).
+            let (ready, deferred) = if ready.is_empty() {
+                (deferred, Vec::new())
+            } else {
+                (ready, deferred)
+            };
+            for spec in ready {
+                match self.assign_in_redis(&spec, None, true).await {
+                    Ok(_) => {}
+                    Err(error @ StoreError::AlreadyExists { .. }) => {
+                        tracing::warn!(subtask_id = %spec.subtask_id, %error, "pending subtask conflicts with one redis has; redis keeps its own");
+                    }
+                    Err(StoreError::FailedPrecondition(reason)) => {
+                        tracing::warn!(subtask_id = %spec.subtask_id, %reason, "pending subtask refused by redis");
+                    }
+                    Err(error) => return Err(error),
                 }
-                Err(StoreError::FailedPrecondition(reason)) => {
-                    tracing::warn!(subtask_id = %spec.subtask_id, %reason, "pending subtask refused by redis");
-                }
-                Err(error) => return Err(error),
+                pending.remove(&spec.subtask_id).await?;
+                waiting.remove(&spec.subtask_id);
+                moved += 1;
             }
-            pending.remove(&spec.subtask_id).await?;
-            moved += 1;
+            left = deferred;
         }
         metrics::counter!(crate::metrics::PENDING_MOVED).increment(moved as u64);
         Ok(moved)
@@ -404,7 +434,15 @@ impl Store for RedisStore {
         learned: Option<LearnedFactors>,
     ) -> StoreResult<AssignmentView> {
         let learned = learned.map(|factors| routing::learned_text(&factors, &self.weights));
-        match self.assign_in_redis(&spec, learned.as_deref()).await {
+        match self.assign_in_redis(&spec, learned.as_deref(), false).await {
+            // A dependency accepted into Postgres while Redis was away, not moved yet: the
+            // dependent waits in Postgres too, and the mover moves it after its dependency.
+            Err(StoreError::FailedPrecondition(Precondition::UnknownDependency {
+                dependency_id,
+            })) if self.is_pending(&dependency_id).await => match &self.pending {
+                Some(pending) => pending.accept(&spec).await,
+                None => Err(Precondition::UnknownDependency { dependency_id }.into()),
+            },
             Err(StoreError::Unavailable(redis_down)) => {
                 let Some(pending) = &self.pending else {
                     return Err(StoreError::Unavailable(redis_down));

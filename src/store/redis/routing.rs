@@ -72,14 +72,17 @@ impl Claim {
 
 impl RedisStore {
     /// `learned`: the text of the learned factors the subtask keeps (see `learned_text`).
+    /// `acknowledged`: the subtask was accepted into Postgres while Redis was away, so an unknown
+    /// dependency fails it instead of refusing it.
     pub(super) async fn assign_in_redis(
         &self,
         spec: &SubtaskSpec,
         learned: Option<&str>,
+        acknowledged: bool,
     ) -> StoreResult<AssignmentView> {
         let blob = encode_spec(spec);
         for _ in 0..CLAIM_ATTEMPTS {
-            if let Some(view) = self.try_assign(spec, &blob, learned).await? {
+            if let Some(view) = self.try_assign(spec, &blob, learned, acknowledged).await? {
                 return Ok(view);
             }
         }
@@ -96,6 +99,7 @@ impl RedisStore {
         spec: &SubtaskSpec,
         blob: &[u8],
         learned: Option<&str>,
+        acknowledged: bool,
     ) -> StoreResult<Option<AssignmentView>> {
         let requested = spec.specialist_type.as_str();
         let directory = self.keys.subtask_directory(&spec.subtask_id);
@@ -159,7 +163,8 @@ impl RedisStore {
                 .flag(routed)
                 .text(fallback_capable)
                 .text(&forwarded_by)
-                .text(&voided_in);
+                .text(&voided_in)
+                .flag(acknowledged);
             let reply = self
                 .call_assign(&slot, &directory, claim, &args, spec)
                 .await?;
