@@ -1,0 +1,378 @@
+//! A seeded fault scenario under the history checker: two replicas of one deployment (a private
+//! Redis, Postgres behind a proxy the test cuts), six agents heartbeating through one replica and
+//! watching on the other, and a mixed load (Assign with dependencies, success and failure reports,
+//! releases, cancels) while Redis is stopped twice and Postgres cut once. Every acknowledged
+//! subtask must finish, and the history in Postgres must hold no anomaly (pg::checker).
+//! SWITCHBOARD_FAULT_SEED picks another seed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use tonic::Code;
+
+use crate::net::CuttableProxy;
+use crate::pg::{checker, TestDb};
+use crate::support;
+use support::redis_server::PrivateRedis;
+use support::*;
+
+const AGENTS: usize = 6;
+const SUBTASKS: usize = 240;
+const CALLERS: usize = 8;
+const POSTGRES_ADDR: &str = "127.0.0.1:5432";
+const DONE_WITHIN: Duration = Duration::from_secs(120);
+
+fn seed() -> u64 {
+    std::env::var("SWITCHBOARD_FAULT_SEED")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(7)
+}
+
+/// A number in 0..100 fixed by the seed and `parts`.
+fn roll(parts: &[&str]) -> u64 {
+    let mut hash = seed() ^ 0x9E37_79B9_7F4A_7C15;
+    for part in parts {
+        for byte in part.bytes() {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01B3);
+        }
+        hash = hash.rotate_left(17);
+    }
+    hash % 100
+}
+
+fn agent_id(n: usize) -> String {
+    format!("fault-agent-{n}")
+}
+
+fn subtask_id(n: usize) -> String {
+    format!("fault-task-{n:04}")
+}
+
+type Shared = Arc<Mutex<checker::Observed>>;
+
+/// Retries a call while the deployment cannot serve it (UNAVAILABLE, DEADLINE_EXCEEDED).
+async fn retrying<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    loop {
+        match call().await {
+            Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Heartbeats until the test ends, as an agent does, whatever the answer.
+async fn heartbeat(mut clients: Clients, id: String) {
+    loop {
+        let _ = clients
+            .register
+            .heartbeat(pb::HeartbeatRequest {
+                specialist_id: id.clone(),
+                availability: Availability::Online as i32,
+            })
+            .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+/// Watches `id` (reconnecting when the stream ends) and answers each assignment: mostly a success
+/// report, sometimes a failure report or a release, as the seed decides.
+async fn agent(watch_via: Clients, report_via: Clients, id: String, observed: Shared) {
+    loop {
+        let mut watcher = watch_via.clone();
+        let stream = watcher
+            .assign
+            .watch_assignments(pb::WatchAssignmentsRequest {
+                specialist_id: id.clone(),
+            })
+            .await;
+        let Ok(stream) = stream else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut stream = stream.into_inner();
+        while let Ok(Some(event)) = stream.message().await {
+            if event_kind(&event) != WatchEventKind::Assigned {
+                continue;
+            }
+            let assignment = event_assignment(&event).clone();
+            observed.lock().unwrap().delivered.push((
+                assignment.subtask_id.clone(),
+                id.clone(),
+                assignment.epoch,
+            ));
+            tokio::spawn(answer(
+                report_via.clone(),
+                id.clone(),
+                assignment,
+                observed.clone(),
+            ));
+        }
+    }
+}
+
+async fn answer(clients: Clients, id: String, assignment: pb::Assignment, observed: Shared) {
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let epoch = assignment.epoch.to_string();
+    let choice = roll(&[&assignment.subtask_id, &id, &epoch]);
+    let subtask = assignment.subtask_id.clone();
+    if choice < 8 {
+        let _ = retrying(|| {
+            let mut clients = clients.clone();
+            let subtask = subtask.clone();
+            let id = id.clone();
+            async move { clients.try_release(&subtask, &id, assignment.epoch).await }
+        })
+        .await;
+        return;
+    }
+    let success = choice >= 15;
+    let reported = retrying(|| {
+        let mut clients = clients.clone();
+        let subtask = subtask.clone();
+        let id = id.clone();
+        async move {
+            clients
+                .try_report(&subtask, &id, assignment.epoch, success)
+                .await
+        }
+    })
+    .await;
+    if reported.is_ok() {
+        observed
+            .lock()
+            .unwrap()
+            .reported
+            .push((subtask, id, assignment.epoch));
+    }
+}
+
+/// Submits subtasks `caller`, `caller + CALLERS`, ...; every fifth depends on this caller's
+/// previous one, and some are cancelled right after. Returns the acknowledged ids.
+async fn submit(clients: Clients, caller: usize) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    for n in (caller..SUBTASKS).step_by(CALLERS) {
+        let mut request = task(&subtask_id(n), "backend", &["rust"]);
+        if n % 5 == 0 && n >= CALLERS {
+            // This caller's previous subtask, acknowledged before (in Redis or in Postgres).
+            request.depends_on = vec![subtask_id(n - CALLERS)];
+        }
+        let answered = retrying(|| {
+            let mut clients = clients.clone();
+            let request = request.clone();
+            async move { clients.try_assign(request).await }
+        })
+        .await;
+        if let Err(status) = &answered {
+            eprintln!("not acknowledged: {}: {status:?}", subtask_id(n));
+        }
+        if answered.is_ok() {
+            acknowledged.push(subtask_id(n));
+            if roll(&[&subtask_id(n), "cancel"]) < 6 {
+                let _ = retrying(|| {
+                    let mut clients = clients.clone();
+                    async move { clients.try_cancel(&subtask_id(n)).await }
+                })
+                .await;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    acknowledged
+}
+
+fn finished(assignment: &pb::Assignment) -> bool {
+    matches!(
+        state_of(assignment),
+        AssignmentState::Completed | AssignmentState::Failed | AssignmentState::Cancelled
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mixed_load_through_redis_stalls_and_a_postgres_cut_leaves_a_sound_history() {
+    let redis = PrivateRedis::start().await;
+    let db = TestDb::create().await;
+    let postgres_proxy = CuttableProxy::start(POSTGRES_ADDR.parse().unwrap()).await;
+    let database_url = db
+        .url()
+        .replace(POSTGRES_ADDR, &postgres_proxy.addr.to_string());
+    let redis_url = redis.url();
+    let namespace = unique_namespace("fault");
+    let mut replicas = Vec::new();
+    for _ in 0..2 {
+        replicas.push(
+            TestServer::start_with(&[
+                "--redis-url",
+                &redis_url,
+                "--redis-namespace",
+                &namespace,
+                "--database-url",
+                &database_url,
+                "--lease-ttl-ms",
+                "3000",
+                "--heartbeat-interval-ms",
+                "1000",
+                "--sweep-interval-ms",
+                "200",
+                "--store-timeout-ms",
+                "500",
+                "--breaker-threshold",
+                "3",
+                "--breaker-open-ms",
+                "30000",
+            ])
+            .await,
+        );
+    }
+    let observed: Shared = Arc::new(Mutex::new(checker::Observed::default()));
+    let mut background = Vec::new();
+    for n in 0..AGENTS {
+        let mut clients = replicas[n % 2].clients.clone();
+        clients
+            .register_full(&agent_id(n), "backend", &["rust"], 3, Availability::Online)
+            .await;
+        let watch_via = replicas[n % 2].connect().await;
+        let other = replicas[(n + 1) % 2].connect().await;
+        background.push(tokio::spawn(heartbeat(other.clone(), agent_id(n))));
+        background.push(tokio::spawn(agent(
+            watch_via,
+            other,
+            agent_id(n),
+            observed.clone(),
+        )));
+    }
+
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|caller| tokio::spawn(submit(replicas[caller % 2].clients.clone(), caller)))
+        .collect();
+    // The faults, while the load runs.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.resume();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    postgres_proxy.cut();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres_proxy.restore();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.pause();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis.resume();
+
+    let mut acknowledged = BTreeSet::new();
+    for caller in callers {
+        acknowledged.extend(caller.await.expect("a caller"));
+    }
+    assert_eq!(acknowledged.len(), SUBTASKS, "every Assign is acknowledged");
+
+    // Every acknowledged subtask finishes.
+    let ids: Vec<String> = acknowledged.iter().cloned().collect();
+    let final_states: BTreeMap<String, pb::Assignment> = {
+        let deadline = tokio::time::Instant::now() + DONE_WITHIN;
+        loop {
+            let clients = replicas[0].clients.clone();
+            let all: Vec<(String, Option<pb::Assignment>)> = futures::stream::iter(ids.clone())
+                .map(|id| {
+                    let mut clients = clients.clone();
+                    async move {
+                        let got = clients.assign.get_assignment(pb::GetAssignmentRequest {
+                            subtask_id: id.clone(),
+                        });
+                        (id, got.await.ok().and_then(|r| r.into_inner().assignment))
+                    }
+                })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            let unfinished: Vec<_> = all
+                .iter()
+                .filter(|(_, assignment)| !assignment.as_ref().is_some_and(finished))
+                .collect();
+            if unfinished.is_empty() {
+                break all
+                    .into_iter()
+                    .map(|(id, assignment)| (id, assignment.unwrap()))
+                    .collect();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} acknowledged subtasks unfinished after {DONE_WITHIN:?}, e.g. {:#?}",
+                unfinished.len(),
+                &unfinished[..unfinished.len().min(5)]
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    };
+
+    // Postgres catches up: every acknowledged subtask's final state is there.
+    let postgres = db.client().await;
+    poll_until("the history caught up", DONE_WITHIN, || async {
+        let rows = postgres
+            .query("SELECT subtask_id, state FROM subtasks", &[])
+            .await
+            .ok()?;
+        let in_postgres: BTreeMap<String, String> = rows
+            .iter()
+            .map(|row| (row.get("subtask_id"), row.get("state")))
+            .collect();
+        final_states
+            .iter()
+            .all(|(id, assignment)| {
+                in_postgres.get(id).map(String::as_str)
+                    == Some(
+                        state_of(assignment)
+                            .as_str_name()
+                            .trim_start_matches("ASSIGNMENT_STATE_"),
+                    )
+            })
+            .then_some(())
+    })
+    .await;
+
+    let mut active = BTreeMap::new();
+    for n in 0..AGENTS {
+        let mut clients = replicas[0].clients.clone();
+        active.insert(
+            agent_id(n),
+            clients.specialist(&agent_id(n)).await.active_assignments,
+        );
+    }
+    let observed = {
+        let mut observed = observed.lock().unwrap();
+        observed.acknowledged = acknowledged.clone();
+        observed.active = active;
+        std::mem::take(&mut *observed)
+    };
+    let anomalies = checker::check(&postgres, &observed).await;
+    let outcomes = final_states
+        .values()
+        .fold(BTreeMap::new(), |mut counts, a| {
+            *counts.entry(state_of(a).as_str_name()).or_insert(0) += 1;
+            counts
+        });
+    eprintln!(
+        "seed {}: {} acknowledged, outcomes {outcomes:?}, {} delivered, {} reported, {} anomalies",
+        seed(),
+        acknowledged.len(),
+        observed.delivered.len(),
+        observed.reported.len(),
+        anomalies.len()
+    );
+    assert!(
+        anomalies.is_empty(),
+        "{} anomalies, e.g. {:#?}",
+        anomalies.len(),
+        &anomalies[..anomalies.len().min(10)]
+    );
+    for task in background {
+        task.abort();
+    }
+}
