@@ -21,7 +21,7 @@ CLIENT_PYTHON := $(TOOLS_DIR)/pyvenv/bin/python
 GO_CLIENT_DIR := $(TOOLS_DIR)/go/path/src/github.com/switchboard-dev/switchboard/clients/go
 GO_ENV = source <(bash scripts/install-clients.sh --print-go-env)
 
-.PHONY: help tools clients-tools run test test-fast test-services test-soak test-clients gen fmt lint bench
+.PHONY: help tools clients-tools run test test-fast test-services test-soak test-faults test-clients gen fmt lint bench
 
 help:
 	@echo "make run    - run the server: embedded in-memory store, development profile (hour-long leases), gRPC on 127.0.0.1:50051; ARGS=... for flags"
@@ -29,6 +29,7 @@ help:
 	@echo "make test-fast     - cargo test: unit tests and the conformance suite on the embedded store; no services"
 	@echo "make test-services - the production store's tests, the conformance suite on Redis and on a Redis Cluster"
 	@echo "make test-soak     - soak and fault tests (own Redis instances), one at a time"
+	@echo "make test-faults   - the seeded fault scenario over 20 seeds, with a summary table"
 	@echo "make test-clients - generated code up to date?, Python client pytest, Go client go vet + go test"
 	@echo "make gen    - regenerate stubs: Rust (build.rs), Python and Go clients (clients/gen.sh)"
 	@echo "make fmt    - cargo fmt"
@@ -77,6 +78,10 @@ test-services:
 
 test-soak:
 	$(CARGO) test --test soak -- --test-threads=1
+
+# The seeded fault scenario over 20 seeds (make test runs one), with a summary table.
+test-faults:
+	bash scripts/test-faults.sh
 
 test-clients: tools clients-tools
 	$(client-tests)

@@ -1,9 +1,11 @@
 //! A seeded fault scenario under the history checker: two replicas of one deployment (a private
-//! Redis, Postgres behind a proxy the test cuts), six agents heartbeating through one replica and
-//! watching on the other, and a mixed load (Assign with dependencies, success and failure reports,
-//! releases, cancels) while Redis is stopped twice and Postgres cut once. Every acknowledged
-//! subtask must finish, and the history in Postgres must hold no anomaly (pg::checker).
-//! SWITCHBOARD_FAULT_SEED picks another seed.
+//! Redis, the second replica reaching it through a proxy; Postgres behind a proxy), six agents
+//! heartbeating through one replica and watching on the other, and a mixed load (Assign with
+//! dependencies, success and failure reports, releases, cancels) while Redis is stopped twice,
+//! Postgres cut once and the second replica cut off from Redis once. Every acknowledged subtask
+//! must finish, calls must succeed within 2 s of each store's return, and the history in Postgres
+//! must hold no anomaly (pg::checker). SWITCHBOARD_FAULT_SEED picks another seed; `make
+//! test-faults` runs twenty.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -189,6 +191,28 @@ async fn submit(clients: Clients, caller: usize) -> Vec<String> {
     acknowledged
 }
 
+/// How long until a GetSpecialist succeeds through every one of `replicas`.
+async fn recovered(replicas: &[&TestServer]) -> Duration {
+    let started = std::time::Instant::now();
+    for replica in replicas {
+        let clients = replica.clients.clone();
+        poll_until("calls succeed again", Duration::from_secs(30), || {
+            let mut clients = clients.clone();
+            async move {
+                clients
+                    .register
+                    .get_specialist(pb::GetSpecialistRequest {
+                        specialist_id: agent_id(0),
+                    })
+                    .await
+                    .ok()
+            }
+        })
+        .await;
+    }
+    started.elapsed()
+}
+
 fn finished(assignment: &pb::Assignment) -> bool {
     matches!(
         state_of(assignment),
@@ -197,21 +221,25 @@ fn finished(assignment: &pb::Assignment) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mixed_load_through_redis_stalls_and_a_postgres_cut_leaves_a_sound_history() {
+async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_sound_history() {
     let redis = PrivateRedis::start().await;
     let db = TestDb::create().await;
     let postgres_proxy = CuttableProxy::start(POSTGRES_ADDR.parse().unwrap()).await;
     let database_url = db
         .url()
         .replace(POSTGRES_ADDR, &postgres_proxy.addr.to_string());
-    let redis_url = redis.url();
+    // The second replica reaches Redis through a proxy the test cuts (a network cut between one
+    // replica and Redis, the other replica unaffected).
+    let redis_addr = format!("127.0.0.1:{}", redis.port());
+    let redis_proxy = CuttableProxy::start(redis_addr.parse().unwrap()).await;
+    let redis_urls = [redis.url(), format!("redis://{}", redis_proxy.addr)];
     let namespace = unique_namespace("fault");
     let mut replicas = Vec::new();
-    for _ in 0..2 {
+    for redis_url in &redis_urls {
         replicas.push(
             TestServer::start_with(&[
                 "--redis-url",
-                &redis_url,
+                redis_url,
                 "--redis-namespace",
                 &namespace,
                 "--database-url",
@@ -253,11 +281,14 @@ async fn mixed_load_through_redis_stalls_and_a_postgres_cut_leaves_a_sound_histo
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| tokio::spawn(submit(replicas[caller % 2].clients.clone(), caller)))
         .collect();
-    // The faults, while the load runs.
+    // The faults, while the load runs; after each, how long until calls succeed again through the
+    // replicas it touched.
+    let mut recoveries = Vec::new();
     tokio::time::sleep(Duration::from_millis(300)).await;
     redis.pause();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.resume();
+    recoveries.push(recovered(&[&replicas[0], &replicas[1]]).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     postgres_proxy.cut();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -266,6 +297,13 @@ async fn mixed_load_through_redis_stalls_and_a_postgres_cut_leaves_a_sound_histo
     redis.pause();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.resume();
+    recoveries.push(recovered(&[&replicas[0], &replicas[1]]).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis_proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis_proxy.restore();
+    recoveries.push(recovered(&[&replicas[1]]).await);
+    let worst_recovery = recoveries.iter().max().copied().unwrap_or_default();
 
     let mut acknowledged = BTreeSet::new();
     for caller in callers {
@@ -359,18 +397,23 @@ async fn mixed_load_through_redis_stalls_and_a_postgres_cut_leaves_a_sound_histo
             counts
         });
     eprintln!(
-        "seed {}: {} acknowledged, outcomes {outcomes:?}, {} delivered, {} reported, {} anomalies",
+        "seed {}: {} acknowledged, outcomes {outcomes:?}, {} delivered, {} reported, {} anomalies, worst recovery {} ms",
         seed(),
         acknowledged.len(),
         observed.delivered.len(),
         observed.reported.len(),
-        anomalies.len()
+        anomalies.len(),
+        worst_recovery.as_millis()
     );
     assert!(
         anomalies.is_empty(),
         "{} anomalies, e.g. {:#?}",
         anomalies.len(),
         &anomalies[..anomalies.len().min(10)]
+    );
+    assert!(
+        worst_recovery <= Duration::from_secs(2),
+        "calls failed for {worst_recovery:?} after a store came back: {recoveries:?}"
     );
     for task in background {
         task.abort();
