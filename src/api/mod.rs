@@ -8,6 +8,7 @@ pub mod rate_limit;
 pub mod register;
 pub mod status;
 pub mod watch;
+pub mod watch_slots;
 
 use crate::api::status::ApiError;
 use std::sync::Arc;
@@ -31,6 +32,8 @@ pub struct ApiContext {
     pub assigner: crate::service::Assigner,
     /// Cancelled when the server starts shutting down: watch streams end.
     pub shutdown: CancellationToken,
+    /// The bound on open WatchAssignments streams.
+    pub watch_slots: Arc<watch_slots::WatchSlots>,
 }
 
 /// Metadata key naming the caller for per-caller rate limits.

@@ -14,6 +14,7 @@ use crate::pb;
 use crate::store::{Feed, FeedItem, InFlight};
 
 use super::status::ApiError;
+use super::watch_slots::WatchSlot;
 use super::{convert, ApiContext};
 
 pub type WatchStream =
@@ -25,10 +26,17 @@ const STREAM_BUFFER: usize = 64;
 const DELIVERED_TRIM_AT: usize = 4096;
 
 /// Subscribes first, then reads in-flight work, so nothing assigned in between is missed.
+/// RESOURCE_EXHAUSTED when the server keeps `--max-watch-streams` open already.
 pub async fn open(context: ApiContext, specialist_id: String) -> Result<WatchStream, ApiError> {
+    let Some(slot) = context.watch_slots.take() else {
+        return Err(ApiError::RateLimited(format!(
+            "this server keeps {} watch streams open already (--max-watch-streams); retry later or on another replica",
+            context.watch_slots.max()
+        )));
+    };
     let feed = context.store.subscribe(&specialist_id).await?;
     let in_flight = context.store.in_flight(&specialist_id).await?;
-    Ok(forward(context, specialist_id, feed, in_flight))
+    Ok(forward(context, specialist_id, feed, in_flight, slot))
 }
 
 /// Replays `in_flight`, then forwards `feed` (subscribed before `in_flight` was read).
@@ -37,6 +45,7 @@ fn forward(
     specialist_id: String,
     feed: Feed,
     in_flight: InFlight,
+    slot: WatchSlot,
 ) -> WatchStream {
     let (sender, receiver) = mpsc::channel(STREAM_BUFFER);
     let span = tracing::info_span!("watch", %specialist_id);
@@ -46,6 +55,7 @@ fn forward(
         sender,
         delivered: HashMap::new(),
         snapshot_epoch: 0,
+        _slot: slot,
     };
     tokio::spawn(forwarder.run(feed, in_flight).instrument(span));
     ReceiverStream::new(receiver).boxed()
@@ -57,6 +67,8 @@ type Sender = mpsc::Sender<Result<pb::WatchAssignmentsResponse, Status>>;
 struct WatcherGone;
 
 struct Forwarder {
+    /// Held while the forwarder runs: the stream's place under --max-watch-streams.
+    _slot: WatchSlot,
     context: ApiContext,
     specialist_id: String,
     sender: Sender,
@@ -305,9 +317,11 @@ mod tests {
             engine: None,
             assigner: crate::service::Assigner::new(store.clone(), None),
             shutdown: CancellationToken::new(),
+            watch_slots: Arc::new(crate::api::watch_slots::WatchSlots::new(1)),
         };
         let feed = futures::stream::iter([stale]).chain(live).boxed();
-        let mut stream = forward(context, "s1".into(), feed, in_flight);
+        let slot = context.watch_slots.take().expect("a slot");
+        let mut stream = forward(context, "s1".into(), feed, in_flight, slot);
         store.assign(spec("next")).await.unwrap();
         let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await

@@ -109,6 +109,10 @@ pub struct ServeConfig {
     )]
     pub max_concurrent_requests: usize,
 
+    /// WatchAssignments streams this server keeps open at most; one more is RESOURCE_EXHAUSTED.
+    #[arg(long, env = "SWITCHBOARD_MAX_WATCH_STREAMS", default_value_t = 10_000)]
+    pub max_watch_streams: usize,
+
     /// On SIGTERM/SIGINT, how long to wait for calls to finish before exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,

@@ -177,6 +177,9 @@ pub async fn start_with_store_and_checkpoints(
         heartbeat_interval_ms: config.heartbeat_interval_ms() as i64,
         assign_limiter: Arc::new(RateLimiter::new(config.assign_rate_limit)),
         shutdown: shutdown.clone(),
+        watch_slots: Arc::new(crate::api::watch_slots::WatchSlots::new(
+            config.max_watch_streams.max(1),
+        )),
     };
 
     let (reporter, health_service) = tonic_health::server::health_reporter();

@@ -391,3 +391,37 @@ async fn a_watch_stream_outlives_the_per_call_timeout() {
     let assigned = c.assign_simple("wt-task", "docs", &[]).await;
     assert_eq!(event_assignment(&next_event(&mut stream).await), &assigned);
 }
+
+#[tokio::test]
+async fn watch_streams_are_bounded_per_server() {
+    let server = TestServer::start_with(&["--max-watch-streams", "2"]).await;
+    let mut c = server.clients.clone();
+    c.register("bound-1", "backend", &[]).await;
+    let first = c.watch("bound-1").await;
+    let _second = c.watch("bound-1").await;
+    let refused = c
+        .assign
+        .watch_assignments(pb::WatchAssignmentsRequest {
+            specialist_id: "bound-1".into(),
+        })
+        .await;
+    let status = assert_code(refused, Code::ResourceExhausted);
+    assert!(
+        status.message().contains("--max-watch-streams"),
+        "{status:?}"
+    );
+    // A stream the client drops gives its place back.
+    drop(first);
+    poll_until("a place frees up", EVENTUALLY, || {
+        let mut c = c.clone();
+        async move {
+            c.assign
+                .watch_assignments(pb::WatchAssignmentsRequest {
+                    specialist_id: "bound-1".into(),
+                })
+                .await
+                .ok()
+        }
+    })
+    .await;
+}
