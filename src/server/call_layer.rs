@@ -105,6 +105,23 @@ fn status_response(status: Status) -> http::Response<Body> {
     status.into_http()
 }
 
+/// A request tonic could not decode is the caller's error: INVALID_ARGUMENT, where tonic answers
+/// INTERNAL (not protobuf, invalid UTF-8 in a string field) or OUT_OF_RANGE (over the message
+/// size limit).
+fn undecodable_request(status: &Status) -> Option<Status> {
+    let message = status.message();
+    let reason = match status.code() {
+        Code::Internal if message.starts_with("failed to decode Protobuf message") => {
+            "the request is not a valid protobuf message of its type (a string field must be UTF-8)"
+        }
+        Code::OutOfRange if message.contains("message length too large") => {
+            "the request is larger than the server accepts (a payload of at most 1 MiB, 2 MiB in all)"
+        }
+        _ => return None,
+    };
+    Some(Status::invalid_argument(format!("{reason}: {message}")))
+}
+
 /// Services whose methods are counted by name; reflection's two are the only others served.
 const REFLECTION_METHODS: [&str; 2] = [
     "grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
@@ -218,6 +235,10 @@ where
             };
             if let Some(status) = Status::from_header_map(response.headers()) {
                 // Trailers-only response: the code is already known.
+                if let Some(bad_request) = undecodable_request(&status) {
+                    record(&method, bad_request.code());
+                    return Ok(status_response(bad_request));
+                }
                 record(&method, status.code());
                 return Ok(response.map(Body::new));
             }

@@ -874,3 +874,39 @@ async fn free_text_refuses_control_characters() {
         AssignmentState::Cancelled,
     );
 }
+
+/// GetAssignmentRequest on the wire, its string field as raw bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RawGetAssignment {
+    #[prost(bytes = "vec", tag = "1")]
+    subtask_id: Vec<u8>,
+}
+
+#[tokio::test]
+async fn undecodable_requests_are_invalid_argument() {
+    let server = TestServer::start().await;
+    let channel = support::channel(server.addr).await;
+    let call = |subtask_id: Vec<u8>| {
+        let channel = channel.clone();
+        async move {
+            let mut grpc = tonic::client::Grpc::new(channel);
+            grpc.ready().await.expect("ready");
+            let codec =
+                tonic_prost::ProstCodec::<RawGetAssignment, pb::GetAssignmentResponse>::default();
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/switchboard.v1.AssignService/GetAssignment",
+            );
+            grpc.unary(Request::new(RawGetAssignment { subtask_id }), path, codec)
+                .await
+        }
+    };
+    let not_utf8 = assert_code(call(vec![b'a', 0xff, 0xfe]).await, Code::InvalidArgument);
+    assert!(not_utf8.message().contains("UTF-8"), "{not_utf8:?}");
+    let too_large = assert_code(
+        call(vec![b'a'; 5 * 1024 * 1024]).await,
+        Code::InvalidArgument,
+    );
+    assert!(too_large.message().contains("larger"), "{too_large:?}");
+    // Well-formed, it is an ordinary lookup.
+    assert_code(call(b"no-such-task".to_vec()).await, Code::NotFound);
+}
