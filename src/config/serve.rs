@@ -113,6 +113,18 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_MAX_WATCH_STREAMS", default_value_t = 10_000)]
     pub max_watch_streams: usize,
 
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. Read at start.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// Mutual TLS: accept only clients with a certificate signed by one of these CAs (PEM).
+    #[arg(long, env = "SWITCHBOARD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
     /// On SIGTERM/SIGINT, how long to wait for calls to finish before exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,

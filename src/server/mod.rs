@@ -5,6 +5,7 @@ pub mod call_layer;
 mod health;
 mod metrics_http;
 mod production;
+mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -240,7 +241,13 @@ pub async fn start_with_store_and_checkpoints(
             config.max_concurrent_requests.max(1),
         ))
         .into_inner();
-    let router = Server::builder()
+    let mut builder = Server::builder();
+    if let Some(tls) = tls::server_tls(&config)? {
+        builder = builder
+            .tls_config(tls)
+            .context("the TLS certificate, key or client CA")?;
+    }
+    let router = builder
         .layer(layers)
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -284,6 +291,11 @@ pub async fn start_with_store_and_checkpoints(
     info!(
         grpc_addr = %grpc_addr,
         metrics_addr = %metrics_addr.map_or_else(|| "off".to_string(), |addr| addr.to_string()),
+        tls = match (&config.tls_cert, &config.tls_client_ca) {
+            (None, _) => "off",
+            (Some(_), None) => "on",
+            (Some(_), Some(_)) => "mutual",
+        },
         "serving"
     );
     Ok(RunningServer {

@@ -13,5 +13,6 @@ mod queue;
 mod registration;
 mod scoring;
 mod server;
+mod tls;
 mod validation;
 mod watch;
