@@ -237,26 +237,21 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
     let mut replicas = Vec::new();
     for redis_url in &redis_urls {
         replicas.push(
-            TestServer::start_with(&[
-                "--redis-url",
-                redis_url,
-                "--redis-namespace",
-                &namespace,
-                "--database-url",
-                &database_url,
-                "--lease-ttl-ms",
-                "3000",
-                "--heartbeat-interval-ms",
-                "1000",
-                "--sweep-interval-ms",
-                "200",
-                "--store-timeout-ms",
-                "500",
-                "--breaker-threshold",
-                "3",
-                "--breaker-open-ms",
-                "30000",
-            ])
+            TestServer::start_with(
+                &[
+                    "--redis-url",
+                    redis_url,
+                    "--redis-namespace",
+                    &namespace,
+                    "--database-url",
+                    &database_url,
+                    "--lease-ttl-ms",
+                    "3000",
+                ]
+                .into_iter()
+                .chain(crate::OUTAGE_FLAGS)
+                .collect::<Vec<_>>(),
+            )
             .await,
         );
     }

@@ -14,3 +14,19 @@ mod redis_durability;
 mod redis_faults;
 mod redis_replicas;
 mod redis_stall;
+
+/// Flags of a deployment that notices an outage quickly: heartbeats every second, a sweep every
+/// 200 ms, a 500 ms store timeout, a breaker that opens after 3 failures and stays open 30 s (the
+/// probe, not the open time, must bring calls back).
+const OUTAGE_FLAGS: [&str; 10] = [
+    "--heartbeat-interval-ms",
+    "1000",
+    "--sweep-interval-ms",
+    "200",
+    "--store-timeout-ms",
+    "500",
+    "--breaker-threshold",
+    "3",
+    "--breaker-open-ms",
+    "30000",
+];

@@ -69,24 +69,19 @@ async fn a_stall_longer_than_the_lease_revokes_nothing_and_recovers_within_two_s
     let url = redis.url();
     let namespace = unique_namespace("stall");
     let ttl = LEASE_TTL.as_millis().to_string();
-    let server = TestServer::start_with(&[
-        "--redis-url",
-        &url,
-        "--redis-namespace",
-        &namespace,
-        "--lease-ttl-ms",
-        &ttl,
-        "--heartbeat-interval-ms",
-        "1000",
-        "--sweep-interval-ms",
-        "200",
-        "--store-timeout-ms",
-        "500",
-        "--breaker-threshold",
-        "3",
-        "--breaker-open-ms",
-        "30000",
-    ])
+    let server = TestServer::start_with(
+        &[
+            "--redis-url",
+            &url,
+            "--redis-namespace",
+            &namespace,
+            "--lease-ttl-ms",
+            &ttl,
+        ]
+        .into_iter()
+        .chain(crate::OUTAGE_FLAGS)
+        .collect::<Vec<_>>(),
+    )
     .await;
     let mut c = server.clients.clone();
     let stop = Arc::new(Mutex::new(false));
