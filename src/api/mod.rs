@@ -2,6 +2,7 @@
 
 pub mod assign;
 pub mod convert;
+mod identity;
 pub mod performance;
 pub mod queue;
 pub mod rate_limit;
@@ -39,9 +40,17 @@ pub struct ApiContext {
 /// Metadata key naming the caller for per-caller rate limits.
 pub const CALLER_ID_METADATA: &str = "x-caller-id";
 
-/// The caller's identity: the `x-caller-id` metadata (an id: printable, at most 128 bytes), else
-/// the peer IP address.
+/// The caller's identity: the identity in its TLS client certificate (mutual TLS), else the
+/// `x-caller-id` metadata (an id: printable, at most 128 bytes), else the peer IP address.
 pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {
+    if let Some(certificates) = request.peer_certs() {
+        if let Some(identity) = certificates
+            .first()
+            .and_then(|leaf| identity::from_certificate(leaf))
+        {
+            return Ok(format!("cert:{identity}"));
+        }
+    }
     if let Some(value) = request.metadata().get(CALLER_ID_METADATA) {
         let caller = value.to_str().unwrap_or_default();
         if caller.is_empty()

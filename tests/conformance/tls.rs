@@ -1,12 +1,14 @@
 //! TLS on the gRPC listener (--tls-cert, --tls-key) and mutual TLS (--tls-client-ca), with
 //! certificates made for the test (rcgen): a client trusting the CA talks to the server, a
 //! plaintext one does not; with mutual TLS only a client holding a certificate that CA signed
-//! gets in.
+//! gets in, and its certificate is its identity (the per-caller Assign budget follows it).
 
 use std::path::Path;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use switchboard::pb;
+use switchboard::pb::assign_service_client::AssignServiceClient;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
@@ -120,6 +122,8 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         &path(dir, "server.key"),
         "--tls-client-ca",
         &path(dir, "ca.pem"),
+        "--assign-rate-limit",
+        "1",
     ])
     .await;
     let port = server.grpc_addr().port();
@@ -142,10 +146,39 @@ async fn mutual_tls_admits_only_clients_with_a_certificate_from_the_ca() {
         .unwrap()
         .connect()
         .await;
+    let channel = with_identity.expect("connected with a certificate");
     assert_eq!(
-        health(with_identity).await,
+        health(Ok(channel.clone())).await,
         Ok(1),
         "SERVING to a known client"
+    );
+
+    // The certificate is the caller: a made-up x-caller-id does not buy another Assign budget.
+    let mut assign = AssignServiceClient::new(channel);
+    let mut calls = Vec::new();
+    for (n, caller) in ["a", "b"].into_iter().enumerate() {
+        let mut request = tonic::Request::new(pb::AssignRequest {
+            subtask_id: format!("mtls-{n}"),
+            specialist_type: "backend".into(),
+            ..Default::default()
+        });
+        request
+            .metadata_mut()
+            .insert("x-caller-id", caller.parse().unwrap());
+        calls.push(assign.assign(request).await);
+    }
+    assert!(calls[0].is_ok(), "{:?}", calls[0]);
+    let refused = calls[1]
+        .as_ref()
+        .expect_err("the second Assign is over the limit");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("cert:agent-1.example"),
+        "{refused:?}"
     );
     server.shutdown().await.expect("shutdown");
 }
