@@ -8,6 +8,7 @@ pub const QUEUE_DEPTH: &str = "switchboard_queue_depth";
 pub const SPECIALISTS: &str = "switchboard_specialists";
 pub const ACTIVE_ASSIGNMENTS: &str = "switchboard_active_assignments";
 pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
+pub const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
 pub const GRPC_REQUESTS: &str = "switchboard_grpc_requests_total";
 pub const LEASES_EXPIRED: &str = "switchboard_leases_expired_total";
 pub const OUTBOX_RELAYED: &str = "switchboard_outbox_relayed_total";
@@ -51,6 +52,10 @@ pub fn describe() {
         "Calls refused by the per-caller rate limit, by method"
     );
     describe_counter!(GRPC_REQUESTS, "gRPC calls by method and status code");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed on accept because --max-connections were open"
+    );
     describe_counter!(LEASES_EXPIRED, "Specialists whose lease lapsed");
     describe_counter!(
         OUTBOX_DEAD_LETTERS,

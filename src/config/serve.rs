@@ -109,6 +109,10 @@ pub struct ServeConfig {
     )]
     pub max_concurrent_requests: usize,
 
+    /// Client connections this server keeps open at most; one more is closed as it is accepted.
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
     /// WatchAssignments streams this server keeps open at most; one more is RESOURCE_EXHAUSTED.
     #[arg(long, env = "SWITCHBOARD_MAX_WATCH_STREAMS", default_value_t = 10_000)]
     pub max_watch_streams: usize,

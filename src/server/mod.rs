@@ -3,6 +3,7 @@
 mod background;
 pub mod call_layer;
 mod health;
+mod incoming;
 mod metrics_http;
 mod production;
 mod tls;
@@ -15,7 +16,6 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
 use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
@@ -225,10 +225,7 @@ pub async fn start_with_store_and_checkpoints(
         .await
         .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;
     let grpc_addr = listener.local_addr()?;
-    // Without TCP_NODELAY a unary reply's trailers wait for the client's delayed ACK (~40 ms).
-    let incoming = TcpIncoming::from(listener)
-        .with_nodelay(Some(true))
-        .with_keepalive(Some(Duration::from_secs(60)));
+    let incoming = incoming::connections(listener, config.max_connections.max(1));
 
     let open_calls = OpenCalls::default();
     let layers = ServiceBuilder::new()

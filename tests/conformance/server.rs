@@ -488,3 +488,50 @@ async fn grpcurl_smoke_through_reflection() {
     let health = run_grpcurl(args(&["-plaintext", &addr, "grpc.health.v1.Health/Check"])).await;
     assert!(health.contains("SERVING"), "{health}");
 }
+
+/// One more connection than --max-connections is closed as it is accepted; a closed one frees
+/// its place.
+#[tokio::test]
+async fn connections_over_the_bound_are_closed() {
+    // The harness's own clients hold the first of the two places.
+    let server = TestServer::start_with(&["--max-connections", "2"]).await;
+    let second = Clients::connect(server.addr).await;
+    let mut second_health = second.clone();
+    assert_eq!(
+        health_status(&mut second_health, "").await.unwrap(),
+        ServingStatus::Serving as i32
+    );
+    let third = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+        .unwrap()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(2))
+        .connect()
+        .await;
+    let refused = match third {
+        Err(_) => true,
+        Ok(channel) => tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a third connection is closed");
+    drop(second_health);
+    drop(second);
+    poll_until("a place frees up", EVENTUALLY, || async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+            .ok()?
+            .connect_timeout(Duration::from_secs(2))
+            .connect()
+            .await
+            .ok()?;
+        tonic_health::pb::health_client::HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .ok()
+    })
+    .await;
+}
