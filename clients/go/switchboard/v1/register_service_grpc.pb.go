@@ -17,7 +17,11 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type RegisterServiceClient interface {
-	// Registers a specialist, or updates one that is registered (in-flight work is kept).
+	// Registers a specialist and starts an incarnation of it (one process's session), or updates the
+	// registration of the caller's own live incarnation (in-flight work is kept). A new incarnation
+	// of a known id ends the old one: its in-flight subtasks are retried as a new attempt with a new
+	// epoch, and its calls fail with FAILED_PRECONDITION. ALREADY_EXISTS while another incarnation's
+	// lease is live, unless take_over is set.
 	Register(ctx context.Context, in *RegisterRequest, opts ...grpc.CallOption) (*RegisterResponse, error)
 	// Renews the lease and optionally changes availability.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
@@ -84,7 +88,11 @@ func (c *registerServiceClient) ListSpecialists(ctx context.Context, in *ListSpe
 // All implementations must embed UnimplementedRegisterServiceServer
 // for forward compatibility
 type RegisterServiceServer interface {
-	// Registers a specialist, or updates one that is registered (in-flight work is kept).
+	// Registers a specialist and starts an incarnation of it (one process's session), or updates the
+	// registration of the caller's own live incarnation (in-flight work is kept). A new incarnation
+	// of a known id ends the old one: its in-flight subtasks are retried as a new attempt with a new
+	// epoch, and its calls fail with FAILED_PRECONDITION. ALREADY_EXISTS while another incarnation's
+	// lease is live, unless take_over is set.
 	Register(context.Context, *RegisterRequest) (*RegisterResponse, error)
 	// Renews the lease and optionally changes availability.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)

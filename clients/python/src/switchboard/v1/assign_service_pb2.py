@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from switchboard.v1 import types_pb2 as switchboard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#switchboard/v1/assign_service.proto\x12\x0eswitchboard.v1\x1a\x1aswitchboard/v1/types.proto\"\x9a\x02\n\rAssignRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x17\n\x0fspecialist_type\x18\x02 \x01(\t\x12\x1d\n\x15required_capabilities\x18\x03 \x03(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x11\n\tparent_id\x18\x05 \x01(\t\x12\x12\n\ndepends_on\x18\x06 \x03(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12 \n\x18require_all_capabilities\x18\x08 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\"\n\x15\x65stimated_duration_ms\x18\n \x01(\x04H\x00\x88\x01\x01\x42\x18\n\x16_estimated_duration_ms\"T\n\x0e\x41ssignResponse\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\"*\n\x14GetAssignmentRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\"q\n\x15GetAssignmentResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\x12(\n\x07subtask\x18\x02 \x01(\x0b\x32\x17.switchboard.v1.Subtask\"Z\n\x0eReleaseRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x15\n\rspecialist_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\"A\n\x0fReleaseResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\"3\n\rCancelRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"@\n\x0e\x43\x61ncelResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\"0\n\x17WatchAssignmentsRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"\xa2\x01\n\x18WatchAssignmentsResponse\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.switchboard.v1.WatchEventKind\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\x12(\n\x07subtask\x18\x03 \x01(\x0b\x32\x17.switchboard.v1.Subtask*o\n\x0eWatchEventKind\x12 \n\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_KIND_ASSIGNED\x10\x01\x12\x1c\n\x18WATCH_EVENT_KIND_REVOKED\x10\x02\x32\xb4\x03\n\rAssignService\x12G\n\x06\x41ssign\x12\x1d.switchboard.v1.AssignRequest\x1a\x1e.switchboard.v1.AssignResponse\x12\\\n\rGetAssignment\x12$.switchboard.v1.GetAssignmentRequest\x1a%.switchboard.v1.GetAssignmentResponse\x12J\n\x07Release\x12\x1e.switchboard.v1.ReleaseRequest\x1a\x1f.switchboard.v1.ReleaseResponse\x12G\n\x06\x43\x61ncel\x12\x1d.switchboard.v1.CancelRequest\x1a\x1e.switchboard.v1.CancelResponse\x12g\n\x10WatchAssignments\x12\'.switchboard.v1.WatchAssignmentsRequest\x1a(.switchboard.v1.WatchAssignmentsResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n#switchboard/v1/assign_service.proto\x12\x0eswitchboard.v1\x1a\x1aswitchboard/v1/types.proto\"\x9a\x02\n\rAssignRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x17\n\x0fspecialist_type\x18\x02 \x01(\t\x12\x1d\n\x15required_capabilities\x18\x03 \x03(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x11\n\tparent_id\x18\x05 \x01(\t\x12\x12\n\ndepends_on\x18\x06 \x03(\t\x12\x0f\n\x07payload\x18\x07 \x01(\x0c\x12 \n\x18require_all_capabilities\x18\x08 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\t \x01(\t\x12\"\n\x15\x65stimated_duration_ms\x18\n \x01(\x04H\x00\x88\x01\x01\x42\x18\n\x16_estimated_duration_ms\"T\n\x0e\x41ssignResponse\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\"*\n\x14GetAssignmentRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\"q\n\x15GetAssignmentResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\x12(\n\x07subtask\x18\x02 \x01(\x0b\x32\x17.switchboard.v1.Subtask\"o\n\x0eReleaseRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x15\n\rspecialist_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x13\n\x0bincarnation\x18\x05 \x01(\t\"A\n\x0fReleaseResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\"3\n\rCancelRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"@\n\x0e\x43\x61ncelResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\"E\n\x17WatchAssignmentsRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x13\n\x0bincarnation\x18\x02 \x01(\t\"\xa2\x01\n\x18WatchAssignmentsResponse\x12,\n\x04kind\x18\x01 \x01(\x0e\x32\x1e.switchboard.v1.WatchEventKind\x12.\n\nassignment\x18\x02 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\x12(\n\x07subtask\x18\x03 \x01(\x0b\x32\x17.switchboard.v1.Subtask*o\n\x0eWatchEventKind\x12 \n\x1cWATCH_EVENT_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19WATCH_EVENT_KIND_ASSIGNED\x10\x01\x12\x1c\n\x18WATCH_EVENT_KIND_REVOKED\x10\x02\x32\xb4\x03\n\rAssignService\x12G\n\x06\x41ssign\x12\x1d.switchboard.v1.AssignRequest\x1a\x1e.switchboard.v1.AssignResponse\x12\\\n\rGetAssignment\x12$.switchboard.v1.GetAssignmentRequest\x1a%.switchboard.v1.GetAssignmentResponse\x12J\n\x07Release\x12\x1e.switchboard.v1.ReleaseRequest\x1a\x1f.switchboard.v1.ReleaseResponse\x12G\n\x06\x43\x61ncel\x12\x1d.switchboard.v1.CancelRequest\x1a\x1e.switchboard.v1.CancelResponse\x12g\n\x10WatchAssignments\x12\'.switchboard.v1.WatchAssignmentsRequest\x1a(.switchboard.v1.WatchAssignmentsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.assign_service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WATCHEVENTKIND']._serialized_start=1106
-  _globals['_WATCHEVENTKIND']._serialized_end=1217
+  _globals['_WATCHEVENTKIND']._serialized_start=1148
+  _globals['_WATCHEVENTKIND']._serialized_end=1259
   _globals['_ASSIGNREQUEST']._serialized_start=84
   _globals['_ASSIGNREQUEST']._serialized_end=366
   _globals['_ASSIGNRESPONSE']._serialized_start=368
@@ -43,17 +43,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETASSIGNMENTRESPONSE']._serialized_start=498
   _globals['_GETASSIGNMENTRESPONSE']._serialized_end=611
   _globals['_RELEASEREQUEST']._serialized_start=613
-  _globals['_RELEASEREQUEST']._serialized_end=703
-  _globals['_RELEASERESPONSE']._serialized_start=705
-  _globals['_RELEASERESPONSE']._serialized_end=770
-  _globals['_CANCELREQUEST']._serialized_start=772
-  _globals['_CANCELREQUEST']._serialized_end=823
-  _globals['_CANCELRESPONSE']._serialized_start=825
-  _globals['_CANCELRESPONSE']._serialized_end=889
-  _globals['_WATCHASSIGNMENTSREQUEST']._serialized_start=891
-  _globals['_WATCHASSIGNMENTSREQUEST']._serialized_end=939
-  _globals['_WATCHASSIGNMENTSRESPONSE']._serialized_start=942
-  _globals['_WATCHASSIGNMENTSRESPONSE']._serialized_end=1104
-  _globals['_ASSIGNSERVICE']._serialized_start=1220
-  _globals['_ASSIGNSERVICE']._serialized_end=1656
+  _globals['_RELEASEREQUEST']._serialized_end=724
+  _globals['_RELEASERESPONSE']._serialized_start=726
+  _globals['_RELEASERESPONSE']._serialized_end=791
+  _globals['_CANCELREQUEST']._serialized_start=793
+  _globals['_CANCELREQUEST']._serialized_end=844
+  _globals['_CANCELRESPONSE']._serialized_start=846
+  _globals['_CANCELRESPONSE']._serialized_end=910
+  _globals['_WATCHASSIGNMENTSREQUEST']._serialized_start=912
+  _globals['_WATCHASSIGNMENTSREQUEST']._serialized_end=981
+  _globals['_WATCHASSIGNMENTSRESPONSE']._serialized_start=984
+  _globals['_WATCHASSIGNMENTSRESPONSE']._serialized_end=1146
+  _globals['_ASSIGNSERVICE']._serialized_start=1262
+  _globals['_ASSIGNSERVICE']._serialized_end=1698
 # @@protoc_insertion_point(module_scope)

@@ -64,16 +64,18 @@ class GetAssignmentResponse(_message.Message):
     def __init__(self, assignment: _Optional[_Union[_types_pb2.Assignment, _Mapping]] = ..., subtask: _Optional[_Union[_types_pb2.Subtask, _Mapping]] = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
-    __slots__ = ("subtask_id", "specialist_id", "epoch", "reason")
+    __slots__ = ("subtask_id", "specialist_id", "epoch", "reason", "incarnation")
     SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
     SPECIALIST_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     subtask_id: str
     specialist_id: str
     epoch: int
     reason: str
-    def __init__(self, subtask_id: _Optional[str] = ..., specialist_id: _Optional[str] = ..., epoch: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, subtask_id: _Optional[str] = ..., specialist_id: _Optional[str] = ..., epoch: _Optional[int] = ..., reason: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class ReleaseResponse(_message.Message):
     __slots__ = ("assignment",)
@@ -96,10 +98,12 @@ class CancelResponse(_message.Message):
     def __init__(self, assignment: _Optional[_Union[_types_pb2.Assignment, _Mapping]] = ...) -> None: ...
 
 class WatchAssignmentsRequest(_message.Message):
-    __slots__ = ("specialist_id",)
+    __slots__ = ("specialist_id", "incarnation")
     SPECIALIST_ID_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     specialist_id: str
-    def __init__(self, specialist_id: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, specialist_id: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class WatchAssignmentsResponse(_message.Message):
     __slots__ = ("kind", "assignment", "subtask")

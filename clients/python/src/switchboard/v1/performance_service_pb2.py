@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchboard.v1 import types_pb2 as switchboard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(switchboard/v1/performance_service.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchboard/v1/types.proto\"\xa7\x01\n\x17ReportCompletionRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x15\n\rspecialist_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\x1a\n\x12\x63ompletion_time_ms\x18\x05 \x01(\x04\x12\x15\n\rquality_score\x18\x06 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"J\n\x18ReportCompletionResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\".\n\x15GetPerformanceRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"\xd0\x01\n\x16GetPerformanceResponse\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x11\n\tcompleted\x18\x02 \x01(\x04\x12\x11\n\tsucceeded\x18\x03 \x01(\x04\x12\x14\n\x0csuccess_rate\x18\x04 \x01(\x01\x12\x14\n\x0cmean_quality\x18\x05 \x01(\x01\x12\x1f\n\x17mean_completion_time_ms\x18\x06 \x01(\x01\x12\x13\n\x0bperformance\x18\x07 \x01(\x01\x12\x17\n\x0frecent_outcomes\x18\x08 \x01(\r\"\x17\n\x15GetModelStatusRequest\"]\n\x0eScoringWeights\x12\x12\n\ncapability\x18\x01 \x01(\x01\x12\x0c\n\x04load\x18\x02 \x01(\x01\x12\x14\n\x0c\x61vailability\x18\x03 \x01(\x01\x12\x13\n\x0bperformance\x18\x04 \x01(\x01\"h\n\x0eHoldoutMetrics\x12\x10\n\x08log_loss\x18\x01 \x01(\x01\x12\x0b\n\x03\x61uc\x18\x02 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x01\x12\x13\n\x0bquality_mae\x18\x04 \x01(\x01\x12\x10\n\x08\x65xamples\x18\x05 \x01(\x04\"\x9d\x03\n\x16GetModelStatusResponse\x12\x0e\n\x06scorer\x18\x01 \x01(\t\x12/\n\x07weights\x18\x02 \x01(\x0b\x32\x1e.switchboard.v1.ScoringWeights\x12\x19\n\x11performance_prior\x18\x03 \x01(\x01\x12\x1a\n\x12performance_window\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x04\x12\x19\n\x11training_set_size\x18\x07 \x01(\x04\x12/\n\x07holdout\x18\x08 \x01(\x0b\x32\x1e.switchboard.v1.HoldoutMetrics\x12\x33\n\x0flast_trained_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65xamples\x18\n \x01(\x04\x12\x11\n\ttrainings\x18\x0b \x01(\x04\x12\x1a\n\x12rejected_trainings\x18\x0c \x01(\x04\x12\"\n\x1alearned_performance_weight\x18\r \x01(\x01\x32\xbd\x02\n\x12PerformanceService\x12\x65\n\x10ReportCompletion\x12\'.switchboard.v1.ReportCompletionRequest\x1a(.switchboard.v1.ReportCompletionResponse\x12_\n\x0eGetPerformance\x12%.switchboard.v1.GetPerformanceRequest\x1a&.switchboard.v1.GetPerformanceResponse\x12_\n\x0eGetModelStatus\x12%.switchboard.v1.GetModelStatusRequest\x1a&.switchboard.v1.GetModelStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(switchboard/v1/performance_service.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchboard/v1/types.proto\"\xbc\x01\n\x17ReportCompletionRequest\x12\x12\n\nsubtask_id\x18\x01 \x01(\t\x12\x15\n\rspecialist_id\x18\x02 \x01(\t\x12\r\n\x05\x65poch\x18\x03 \x01(\x04\x12\x0f\n\x07success\x18\x04 \x01(\x08\x12\x1a\n\x12\x63ompletion_time_ms\x18\x05 \x01(\x04\x12\x15\n\rquality_score\x18\x06 \x01(\x01\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\x12\x13\n\x0bincarnation\x18\x08 \x01(\t\"J\n\x18ReportCompletionResponse\x12.\n\nassignment\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Assignment\".\n\x15GetPerformanceRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"\xd0\x01\n\x16GetPerformanceResponse\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x11\n\tcompleted\x18\x02 \x01(\x04\x12\x11\n\tsucceeded\x18\x03 \x01(\x04\x12\x14\n\x0csuccess_rate\x18\x04 \x01(\x01\x12\x14\n\x0cmean_quality\x18\x05 \x01(\x01\x12\x1f\n\x17mean_completion_time_ms\x18\x06 \x01(\x01\x12\x13\n\x0bperformance\x18\x07 \x01(\x01\x12\x17\n\x0frecent_outcomes\x18\x08 \x01(\r\"\x17\n\x15GetModelStatusRequest\"]\n\x0eScoringWeights\x12\x12\n\ncapability\x18\x01 \x01(\x01\x12\x0c\n\x04load\x18\x02 \x01(\x01\x12\x14\n\x0c\x61vailability\x18\x03 \x01(\x01\x12\x13\n\x0bperformance\x18\x04 \x01(\x01\"h\n\x0eHoldoutMetrics\x12\x10\n\x08log_loss\x18\x01 \x01(\x01\x12\x0b\n\x03\x61uc\x18\x02 \x01(\x01\x12\x10\n\x08\x61\x63\x63uracy\x18\x03 \x01(\x01\x12\x13\n\x0bquality_mae\x18\x04 \x01(\x01\x12\x10\n\x08\x65xamples\x18\x05 \x01(\x04\"\x9d\x03\n\x16GetModelStatusResponse\x12\x0e\n\x06scorer\x18\x01 \x01(\t\x12/\n\x07weights\x18\x02 \x01(\x0b\x32\x1e.switchboard.v1.ScoringWeights\x12\x19\n\x11performance_prior\x18\x03 \x01(\x01\x12\x1a\n\x12performance_window\x18\x04 \x01(\r\x12\x0e\n\x06\x64\x65tail\x18\x05 \x01(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\x04\x12\x19\n\x11training_set_size\x18\x07 \x01(\x04\x12/\n\x07holdout\x18\x08 \x01(\x0b\x32\x1e.switchboard.v1.HoldoutMetrics\x12\x33\n\x0flast_trained_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65xamples\x18\n \x01(\x04\x12\x11\n\ttrainings\x18\x0b \x01(\x04\x12\x1a\n\x12rejected_trainings\x18\x0c \x01(\x04\x12\"\n\x1alearned_performance_weight\x18\r \x01(\x01\x32\xbd\x02\n\x12PerformanceService\x12\x65\n\x10ReportCompletion\x12\'.switchboard.v1.ReportCompletionRequest\x1a(.switchboard.v1.ReportCompletionResponse\x12_\n\x0eGetPerformance\x12%.switchboard.v1.GetPerformanceRequest\x1a&.switchboard.v1.GetPerformanceResponse\x12_\n\x0eGetModelStatus\x12%.switchboard.v1.GetModelStatusRequest\x1a&.switchboard.v1.GetModelStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'switchboard.v1.performance_
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPORTCOMPLETIONREQUEST']._serialized_start=122
-  _globals['_REPORTCOMPLETIONREQUEST']._serialized_end=289
-  _globals['_REPORTCOMPLETIONRESPONSE']._serialized_start=291
-  _globals['_REPORTCOMPLETIONRESPONSE']._serialized_end=365
-  _globals['_GETPERFORMANCEREQUEST']._serialized_start=367
-  _globals['_GETPERFORMANCEREQUEST']._serialized_end=413
-  _globals['_GETPERFORMANCERESPONSE']._serialized_start=416
-  _globals['_GETPERFORMANCERESPONSE']._serialized_end=624
-  _globals['_GETMODELSTATUSREQUEST']._serialized_start=626
-  _globals['_GETMODELSTATUSREQUEST']._serialized_end=649
-  _globals['_SCORINGWEIGHTS']._serialized_start=651
-  _globals['_SCORINGWEIGHTS']._serialized_end=744
-  _globals['_HOLDOUTMETRICS']._serialized_start=746
-  _globals['_HOLDOUTMETRICS']._serialized_end=850
-  _globals['_GETMODELSTATUSRESPONSE']._serialized_start=853
-  _globals['_GETMODELSTATUSRESPONSE']._serialized_end=1266
-  _globals['_PERFORMANCESERVICE']._serialized_start=1269
-  _globals['_PERFORMANCESERVICE']._serialized_end=1586
+  _globals['_REPORTCOMPLETIONREQUEST']._serialized_end=310
+  _globals['_REPORTCOMPLETIONRESPONSE']._serialized_start=312
+  _globals['_REPORTCOMPLETIONRESPONSE']._serialized_end=386
+  _globals['_GETPERFORMANCEREQUEST']._serialized_start=388
+  _globals['_GETPERFORMANCEREQUEST']._serialized_end=434
+  _globals['_GETPERFORMANCERESPONSE']._serialized_start=437
+  _globals['_GETPERFORMANCERESPONSE']._serialized_end=645
+  _globals['_GETMODELSTATUSREQUEST']._serialized_start=647
+  _globals['_GETMODELSTATUSREQUEST']._serialized_end=670
+  _globals['_SCORINGWEIGHTS']._serialized_start=672
+  _globals['_SCORINGWEIGHTS']._serialized_end=765
+  _globals['_HOLDOUTMETRICS']._serialized_start=767
+  _globals['_HOLDOUTMETRICS']._serialized_end=871
+  _globals['_GETMODELSTATUSRESPONSE']._serialized_start=874
+  _globals['_GETMODELSTATUSRESPONSE']._serialized_end=1287
+  _globals['_PERFORMANCESERVICE']._serialized_start=1290
+  _globals['_PERFORMANCESERVICE']._serialized_end=1607
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ReportCompletionRequest(_message.Message):
-    __slots__ = ("subtask_id", "specialist_id", "epoch", "success", "completion_time_ms", "quality_score", "detail")
+    __slots__ = ("subtask_id", "specialist_id", "epoch", "success", "completion_time_ms", "quality_score", "detail", "incarnation")
     SUBTASK_ID_FIELD_NUMBER: _ClassVar[int]
     SPECIALIST_ID_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
@@ -18,6 +18,7 @@ class ReportCompletionRequest(_message.Message):
     COMPLETION_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     QUALITY_SCORE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     subtask_id: str
     specialist_id: str
     epoch: int
@@ -25,7 +26,8 @@ class ReportCompletionRequest(_message.Message):
     completion_time_ms: int
     quality_score: float
     detail: str
-    def __init__(self, subtask_id: _Optional[str] = ..., specialist_id: _Optional[str] = ..., epoch: _Optional[int] = ..., success: _Optional[bool] = ..., completion_time_ms: _Optional[int] = ..., quality_score: _Optional[float] = ..., detail: _Optional[str] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, subtask_id: _Optional[str] = ..., specialist_id: _Optional[str] = ..., epoch: _Optional[int] = ..., success: _Optional[bool] = ..., completion_time_ms: _Optional[int] = ..., quality_score: _Optional[float] = ..., detail: _Optional[str] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class ReportCompletionResponse(_message.Message):
     __slots__ = ("assignment",)

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from switchboard.v1 import types_pb2 as switchboard_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%switchboard/v1/register_service.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchboard/v1/types.proto\"\x90\x02\n\x0fRegisterRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x17\n\x0fspecialist_type\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\r\x12;\n\x06labels\x18\x05 \x03(\x0b\x32+.switchboard.v1.RegisterRequest.LabelsEntry\x12\x32\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32\x1c.switchboard.v1.Availability\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"w\n\x10RegisterResponse\x12.\n\nspecialist\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Specialist\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x14\n\x0clease_ttl_ms\x18\x03 \x01(\x03\"]\n\x10HeartbeatRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x32\n\x0c\x61vailability\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.Availability\"y\n\x11HeartbeatResponse\x12.\n\nspecialist\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Specialist\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x11\x44\x65registerRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"2\n\x12\x44\x65registerResponse\x12\x1c\n\x14requeued_subtask_ids\x18\x01 \x03(\t\"-\n\x14GetSpecialistRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"G\n\x15GetSpecialistResponse\x12.\n\nspecialist\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Specialist\"X\n\x16ListSpecialistsRequest\x12\x17\n\x0fspecialist_type\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x17ListSpecialistsResponse\x12/\n\x0bspecialists\x18\x01 \x03(\x0b\x32\x1a.switchboard.v1.Specialist\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc9\x03\n\x0fRegisterService\x12M\n\x08Register\x12\x1f.switchboard.v1.RegisterRequest\x1a .switchboard.v1.RegisterResponse\x12P\n\tHeartbeat\x12 .switchboard.v1.HeartbeatRequest\x1a!.switchboard.v1.HeartbeatResponse\x12S\n\nDeregister\x12!.switchboard.v1.DeregisterRequest\x1a\".switchboard.v1.DeregisterResponse\x12\\\n\rGetSpecialist\x12$.switchboard.v1.GetSpecialistRequest\x1a%.switchboard.v1.GetSpecialistResponse\x12\x62\n\x0fListSpecialists\x12&.switchboard.v1.ListSpecialistsRequest\x1a\'.switchboard.v1.ListSpecialistsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%switchboard/v1/register_service.proto\x12\x0eswitchboard.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1aswitchboard/v1/types.proto\"\xb8\x02\n\x0fRegisterRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x17\n\x0fspecialist_type\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x17\n\x0fmax_concurrency\x18\x04 \x01(\r\x12;\n\x06labels\x18\x05 \x03(\x0b\x32+.switchboard.v1.RegisterRequest.LabelsEntry\x12\x32\n\x0c\x61vailability\x18\x06 \x01(\x0e\x32\x1c.switchboard.v1.Availability\x12\x13\n\x0bincarnation\x18\x07 \x01(\t\x12\x11\n\ttake_over\x18\x08 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x8c\x01\n\x10RegisterResponse\x12.\n\nspecialist\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Specialist\x12\x1d\n\x15heartbeat_interval_ms\x18\x02 \x01(\x03\x12\x14\n\x0clease_ttl_ms\x18\x03 \x01(\x03\x12\x13\n\x0bincarnation\x18\x04 \x01(\t\"r\n\x10HeartbeatRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\x12\x32\n\x0c\x61vailability\x18\x02 \x01(\x0e\x32\x1c.switchboard.v1.Availability\x12\x13\n\x0bincarnation\x18\x03 \x01(\t\"y\n\x11HeartbeatResponse\x12.\n\nspecialist\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Specialist\x12\x34\n\x10lease_expires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"*\n\x11\x44\x65registerRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"2\n\x12\x44\x65registerResponse\x12\x1c\n\x14requeued_subtask_ids\x18\x01 \x03(\t\"-\n\x14GetSpecialistRequest\x12\x15\n\rspecialist_id\x18\x01 \x01(\t\"G\n\x15GetSpecialistResponse\x12.\n\nspecialist\x18\x01 \x01(\x0b\x32\x1a.switchboard.v1.Specialist\"X\n\x16ListSpecialistsRequest\x12\x17\n\x0fspecialist_type\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x17ListSpecialistsResponse\x12/\n\x0bspecialists\x18\x01 \x03(\x0b\x32\x1a.switchboard.v1.Specialist\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc9\x03\n\x0fRegisterService\x12M\n\x08Register\x12\x1f.switchboard.v1.RegisterRequest\x1a .switchboard.v1.RegisterResponse\x12P\n\tHeartbeat\x12 .switchboard.v1.HeartbeatRequest\x1a!.switchboard.v1.HeartbeatResponse\x12S\n\nDeregister\x12!.switchboard.v1.DeregisterRequest\x1a\".switchboard.v1.DeregisterResponse\x12\\\n\rGetSpecialist\x12$.switchboard.v1.GetSpecialistRequest\x1a%.switchboard.v1.GetSpecialistResponse\x12\x62\n\x0fListSpecialists\x12&.switchboard.v1.ListSpecialistsRequest\x1a\'.switchboard.v1.ListSpecialistsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,27 +36,27 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_options = b'8\001'
   _globals['_REGISTERREQUEST']._serialized_start=119
-  _globals['_REGISTERREQUEST']._serialized_end=391
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=346
-  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=391
-  _globals['_REGISTERRESPONSE']._serialized_start=393
-  _globals['_REGISTERRESPONSE']._serialized_end=512
-  _globals['_HEARTBEATREQUEST']._serialized_start=514
-  _globals['_HEARTBEATREQUEST']._serialized_end=607
-  _globals['_HEARTBEATRESPONSE']._serialized_start=609
-  _globals['_HEARTBEATRESPONSE']._serialized_end=730
-  _globals['_DEREGISTERREQUEST']._serialized_start=732
-  _globals['_DEREGISTERREQUEST']._serialized_end=774
-  _globals['_DEREGISTERRESPONSE']._serialized_start=776
-  _globals['_DEREGISTERRESPONSE']._serialized_end=826
-  _globals['_GETSPECIALISTREQUEST']._serialized_start=828
-  _globals['_GETSPECIALISTREQUEST']._serialized_end=873
-  _globals['_GETSPECIALISTRESPONSE']._serialized_start=875
-  _globals['_GETSPECIALISTRESPONSE']._serialized_end=946
-  _globals['_LISTSPECIALISTSREQUEST']._serialized_start=948
-  _globals['_LISTSPECIALISTSREQUEST']._serialized_end=1036
-  _globals['_LISTSPECIALISTSRESPONSE']._serialized_start=1038
-  _globals['_LISTSPECIALISTSRESPONSE']._serialized_end=1137
-  _globals['_REGISTERSERVICE']._serialized_start=1140
-  _globals['_REGISTERSERVICE']._serialized_end=1597
+  _globals['_REGISTERREQUEST']._serialized_end=431
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_start=386
+  _globals['_REGISTERREQUEST_LABELSENTRY']._serialized_end=431
+  _globals['_REGISTERRESPONSE']._serialized_start=434
+  _globals['_REGISTERRESPONSE']._serialized_end=574
+  _globals['_HEARTBEATREQUEST']._serialized_start=576
+  _globals['_HEARTBEATREQUEST']._serialized_end=690
+  _globals['_HEARTBEATRESPONSE']._serialized_start=692
+  _globals['_HEARTBEATRESPONSE']._serialized_end=813
+  _globals['_DEREGISTERREQUEST']._serialized_start=815
+  _globals['_DEREGISTERREQUEST']._serialized_end=857
+  _globals['_DEREGISTERRESPONSE']._serialized_start=859
+  _globals['_DEREGISTERRESPONSE']._serialized_end=909
+  _globals['_GETSPECIALISTREQUEST']._serialized_start=911
+  _globals['_GETSPECIALISTREQUEST']._serialized_end=956
+  _globals['_GETSPECIALISTRESPONSE']._serialized_start=958
+  _globals['_GETSPECIALISTRESPONSE']._serialized_end=1029
+  _globals['_LISTSPECIALISTSREQUEST']._serialized_start=1031
+  _globals['_LISTSPECIALISTSREQUEST']._serialized_end=1119
+  _globals['_LISTSPECIALISTSRESPONSE']._serialized_start=1121
+  _globals['_LISTSPECIALISTSRESPONSE']._serialized_end=1220
+  _globals['_REGISTERSERVICE']._serialized_start=1223
+  _globals['_REGISTERSERVICE']._serialized_end=1680
 # @@protoc_insertion_point(module_scope)

@@ -11,7 +11,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RegisterRequest(_message.Message):
-    __slots__ = ("specialist_id", "specialist_type", "capabilities", "max_concurrency", "labels", "availability")
+    __slots__ = ("specialist_id", "specialist_type", "capabilities", "max_concurrency", "labels", "availability", "incarnation", "take_over")
     class LabelsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -25,31 +25,39 @@ class RegisterRequest(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _ClassVar[int]
     LABELS_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
+    TAKE_OVER_FIELD_NUMBER: _ClassVar[int]
     specialist_id: str
     specialist_type: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     max_concurrency: int
     labels: _containers.ScalarMap[str, str]
     availability: _types_pb2.Availability
-    def __init__(self, specialist_id: _Optional[str] = ..., specialist_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., availability: _Optional[_Union[_types_pb2.Availability, str]] = ...) -> None: ...
+    incarnation: str
+    take_over: bool
+    def __init__(self, specialist_id: _Optional[str] = ..., specialist_type: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., max_concurrency: _Optional[int] = ..., labels: _Optional[_Mapping[str, str]] = ..., availability: _Optional[_Union[_types_pb2.Availability, str]] = ..., incarnation: _Optional[str] = ..., take_over: _Optional[bool] = ...) -> None: ...
 
 class RegisterResponse(_message.Message):
-    __slots__ = ("specialist", "heartbeat_interval_ms", "lease_ttl_ms")
+    __slots__ = ("specialist", "heartbeat_interval_ms", "lease_ttl_ms", "incarnation")
     SPECIALIST_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     LEASE_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     specialist: _types_pb2.Specialist
     heartbeat_interval_ms: int
     lease_ttl_ms: int
-    def __init__(self, specialist: _Optional[_Union[_types_pb2.Specialist, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., lease_ttl_ms: _Optional[int] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, specialist: _Optional[_Union[_types_pb2.Specialist, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ..., lease_ttl_ms: _Optional[int] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class HeartbeatRequest(_message.Message):
-    __slots__ = ("specialist_id", "availability")
+    __slots__ = ("specialist_id", "availability", "incarnation")
     SPECIALIST_ID_FIELD_NUMBER: _ClassVar[int]
     AVAILABILITY_FIELD_NUMBER: _ClassVar[int]
+    INCARNATION_FIELD_NUMBER: _ClassVar[int]
     specialist_id: str
     availability: _types_pb2.Availability
-    def __init__(self, specialist_id: _Optional[str] = ..., availability: _Optional[_Union[_types_pb2.Availability, str]] = ...) -> None: ...
+    incarnation: str
+    def __init__(self, specialist_id: _Optional[str] = ..., availability: _Optional[_Union[_types_pb2.Availability, str]] = ..., incarnation: _Optional[str] = ...) -> None: ...
 
 class HeartbeatResponse(_message.Message):
     __slots__ = ("specialist", "lease_expires_at")

@@ -67,7 +67,11 @@ class RegisterServiceServicer:
     """
 
     def Register(self, request, context):
-        """Registers a specialist, or updates one that is registered (in-flight work is kept).
+        """Registers a specialist and starts an incarnation of it (one process's session), or updates the
+        registration of the caller's own live incarnation (in-flight work is kept). A new incarnation
+        of a known id ends the old one: its in-flight subtasks are retried as a new attempt with a new
+        epoch, and its calls fail with FAILED_PRECONDITION. ALREADY_EXISTS while another incarnation's
+        lease is live, unless take_over is set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
