@@ -23,6 +23,34 @@ var ErrAssignmentLost = errors.New("assignment no longer held at this epoch")
 // ErrStopped is returned by Next once the agent has stopped.
 var ErrStopped = errors.New("agent stopped")
 
+// ErrSuperseded is returned (wrapped, with the server's message) by Next, Run and Err once another
+// process registered the specialist id, ending this agent's incarnation. The agent has stopped
+// then: its held work was revoked (the server retries it with the new process) and it does not
+// register again, so two processes do not keep taking the id from each other.
+var ErrSuperseded = errors.New("superseded by another process")
+
+// ErrAlreadyRegistered is matched (errors.Is) by the error of Start when another live process holds
+// the specialist id. Set AgentConfig.TakeOver if this process replaces that one.
+var ErrAlreadyRegistered = errors.New("specialist id held by another live process")
+
+// AlreadyRegisteredError is Start's error when Register answered ALREADY_EXISTS. It matches
+// ErrAlreadyRegistered, and status.Code(err) is codes.AlreadyExists.
+type AlreadyRegisteredError struct {
+	SpecialistID string
+	Status       *status.Status
+}
+
+func (e *AlreadyRegisteredError) Error() string {
+	return fmt.Sprintf("register: specialist %s is registered by another live process (%s); set TakeOver if this process replaces it, or use another SpecialistID",
+		e.SpecialistID, e.Status.Message())
+}
+
+// Is makes errors.Is(err, ErrAlreadyRegistered) true.
+func (e *AlreadyRegisteredError) Is(target error) bool { return target == ErrAlreadyRegistered }
+
+// GRPCStatus lets status.Code and status.Convert see the server's answer.
+func (e *AlreadyRegisteredError) GRPCStatus() *status.Status { return e.Status }
+
 // Work is one assignment handed to the agent.
 type Work struct {
 	Assignment *pb.Assignment
@@ -99,24 +127,33 @@ type AgentConfig struct {
 	RPCTimeout time.Duration
 	// Logf logs (default log.Printf); set to func(string, ...interface{}) {} for silence.
 	Logf func(format string, args ...interface{})
+	// TakeOver lets the first Register replace another live process with the same SpecialistID
+	// (whose in-flight work is then retried); without it Start fails with ErrAlreadyRegistered.
+	TakeOver bool
 }
 
 // Agent is a specialist: it registers, heartbeats at the server-given interval, streams its
 // assignments from WatchAssignments (reopening the stream whenever it drops: the server replays
 // in-flight work and the agent hands out only what it has not handed out before), and reports.
+// Register starts an incarnation (this process's session with the id) that every later call
+// carries; when another process takes the id over, the agent stops with ErrSuperseded.
 type Agent struct {
 	c   *Client
 	cfg AgentConfig
 
-	mu         sync.Mutex
-	id         string
-	generation int // bumped by each successful register
-	heartbeat  time.Duration
-	leaseTTL   time.Duration
-	held       map[string]*Work
-	cancelCall context.CancelFunc
-	reconnect  bool
-	regMu      sync.Mutex
+	mu          sync.Mutex
+	id          string
+	incarnation string // from Register; "" until registered
+	superseded  error  // wraps ErrSuperseded once another process took the id over
+	generation  int    // bumped by each successful register
+	heartbeat   time.Duration
+	leaseTTL    time.Duration
+	held        map[string]*Work
+	cancelCall  context.CancelFunc
+	reconnect   bool
+	// regMu is held while registering, so an "incarnation ended" answer is judged against the
+	// incarnation the agent has once that Register returned (a call may race our re-registration).
+	regMu sync.Mutex
 
 	queue      chan *Work
 	ctx        context.Context
@@ -153,6 +190,21 @@ func (a *Agent) ID() string {
 	return a.id
 }
 
+// Incarnation is this process's session with the id, from Register ("" before Start).
+func (a *Agent) Incarnation() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.incarnation
+}
+
+// Err is nil, or an error wrapping ErrSuperseded once another process took the id over (the agent
+// has stopped then).
+func (a *Agent) Err() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.superseded
+}
+
 // HeartbeatInterval is the interval the server asked for.
 func (a *Agent) HeartbeatInterval() time.Duration {
 	a.mu.Lock()
@@ -166,9 +218,14 @@ func (a *Agent) Reconnects() int64 { return a.reconnects.Load() }
 // Connected reports whether the assignment stream is open.
 func (a *Agent) Connected() bool { return a.connected.Load() }
 
-// Start registers, then heartbeats and watches in goroutines until Stop or ctx ends.
+// Start registers (with TakeOver if set), then heartbeats and watches in goroutines until Stop, ctx
+// ends, or another process takes the id over. Its error matches ErrAlreadyRegistered while another
+// live process holds the id.
 func (a *Agent) Start(ctx context.Context) error {
-	if err := a.register(ctx); err != nil {
+	a.regMu.Lock()
+	err := a.register(ctx, "", a.cfg.TakeOver)
+	a.regMu.Unlock()
+	if err != nil {
 		return err
 	}
 	a.ctx, a.stop = context.WithCancel(ctx)
@@ -178,22 +235,29 @@ func (a *Agent) Start(ctx context.Context) error {
 	return nil
 }
 
-func (a *Agent) register(ctx context.Context) error {
+// register quotes incarnation ("" starts a new one, replacing a live one with takeOver). The caller
+// holds regMu.
+func (a *Agent) register(ctx context.Context, incarnation string, takeOver bool) error {
 	a.mu.Lock()
 	req := &pb.RegisterRequest{
 		SpecialistId: a.id, SpecialistType: a.cfg.Type, Capabilities: a.cfg.Capabilities,
 		MaxConcurrency: a.cfg.MaxConcurrency, Labels: a.cfg.Labels,
 		Availability: pb.Availability_AVAILABILITY_ONLINE,
+		Incarnation:  incarnation, TakeOver: takeOver,
 	}
 	a.mu.Unlock()
 	callCtx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
 	defer cancel()
 	reply, err := a.c.Register.Register(callCtx, req)
+	if status.Code(err) == codes.AlreadyExists {
+		return &AlreadyRegisteredError{SpecialistID: req.SpecialistId, Status: status.Convert(err)}
+	}
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
 	a.mu.Lock()
 	a.id = reply.Specialist.SpecialistId
+	a.incarnation = reply.Incarnation
 	a.generation++
 	if reply.HeartbeatIntervalMs > 0 {
 		a.heartbeat = time.Duration(reply.HeartbeatIntervalMs) * time.Millisecond
@@ -202,17 +266,23 @@ func (a *Agent) register(ctx context.Context) error {
 		a.leaseTTL = time.Duration(reply.LeaseTtlMs) * time.Millisecond
 	}
 	a.mu.Unlock()
-	a.cfg.Logf("switchboard: registered %s (%s), heartbeat every %v", a.ID(), a.cfg.Type, a.HeartbeatInterval())
+	a.cfg.Logf("switchboard: registered %s (%s), incarnation %s, heartbeat every %v",
+		a.ID(), a.cfg.Type, a.Incarnation(), a.HeartbeatInterval())
 	return nil
 }
 
 // Stop ends heartbeats and the stream; with deregister the server requeues the work still held.
+// A superseded agent does not deregister: the id belongs to the process that took it over.
 func (a *Agent) Stop(deregister bool) {
 	if a.stop == nil {
 		return
 	}
 	a.stop()
 	a.wg.Wait()
+	if deregister && a.Err() != nil {
+		a.cfg.Logf("switchboard: not deregistering %s: another process holds the id now", a.ID())
+		return
+	}
 	if deregister {
 		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.RPCTimeout)
 		defer cancel()
@@ -234,15 +304,21 @@ func (a *Agent) Reconnect() {
 }
 
 // Next returns the next assignment not handed out before. It returns ErrStopped once the agent
-// stops, or ctx's error.
+// stops, an error wrapping ErrSuperseded once another process took the id over, or ctx's error.
 func (a *Agent) Next(ctx context.Context) (*Work, error) {
 	for {
+		if err := a.Err(); err != nil {
+			return nil, err
+		}
 		select {
 		case w := <-a.queue:
 			if !w.IsRevoked() {
 				return w, nil
 			}
 		case <-a.ctx.Done():
+			if err := a.Err(); err != nil {
+				return nil, err
+			}
 			return nil, ErrStopped
 		case <-ctx.Done():
 			return nil, ctx.Err()
@@ -268,6 +344,7 @@ func (a *Agent) Complete(ctx context.Context, w *Work, success bool, quality flo
 	req := &pb.ReportCompletionRequest{
 		SubtaskId: w.ID(), SpecialistId: a.ID(), Epoch: w.Epoch(), Success: success,
 		CompletionTimeMs: uint64(time.Since(w.ReceivedAt).Milliseconds()), QualityScore: quality, Detail: detail,
+		Incarnation: a.Incarnation(),
 	}
 	return a.finish(ctx, w, func(ctx context.Context) (*pb.Assignment, error) {
 		reply, err := a.c.Performance.ReportCompletion(ctx, req)
@@ -280,7 +357,9 @@ func (a *Agent) Complete(ctx context.Context, w *Work, success bool, quality flo
 
 // Release hands the work back: it is requeued and not offered to this agent again.
 func (a *Agent) Release(ctx context.Context, w *Work, reason string) (*pb.Assignment, error) {
-	req := &pb.ReleaseRequest{SubtaskId: w.ID(), SpecialistId: a.ID(), Epoch: w.Epoch(), Reason: reason}
+	req := &pb.ReleaseRequest{
+		SubtaskId: w.ID(), SpecialistId: a.ID(), Epoch: w.Epoch(), Reason: reason, Incarnation: a.Incarnation(),
+	}
 	return a.finish(ctx, w, func(ctx context.Context) (*pb.Assignment, error) {
 		reply, err := a.c.Assign.Release(ctx, req)
 		if err != nil {
@@ -345,7 +424,8 @@ type Result struct {
 type Handler func(ctx context.Context, w *Work) (Result, error)
 
 // Run starts the agent if needed and calls handler for each assignment, up to workers at a time,
-// until ctx ends, the agent stops, or maxTasks (0 = no limit) were handled. It returns how many.
+// until ctx ends, the agent stops, or maxTasks (0 = no limit) were handled. It returns how many,
+// and an error wrapping ErrSuperseded if another process took the id over.
 func (a *Agent) Run(ctx context.Context, handler Handler, workers, maxTasks int) (int, error) {
 	if a.stop == nil {
 		if err := a.Start(ctx); err != nil {
@@ -427,16 +507,23 @@ func (a *Agent) heartbeatLoop() {
 		}
 		interval = a.HeartbeatInterval()
 		a.mu.Lock()
-		generation, id := a.generation, a.id
+		generation, id, incarnation := a.generation, a.id, a.incarnation
 		a.mu.Unlock()
 		ctx, cancel := context.WithTimeout(a.ctx, 2*interval)
-		_, err := a.c.Register.Heartbeat(ctx, &pb.HeartbeatRequest{SpecialistId: id})
+		_, err := a.c.Register.Heartbeat(ctx, &pb.HeartbeatRequest{SpecialistId: id, Incarnation: incarnation})
 		cancel()
 		if err == nil || a.ctx.Err() != nil {
 			continue
 		}
-		if status.Code(err) == codes.NotFound {
+		switch status.Code(err) {
+		case codes.NotFound:
 			a.lostRegistration("heartbeat: unknown specialist", generation)
+			continue
+		case codes.FailedPrecondition:
+			if a.supersede(incarnation, status.Convert(err).Message()) {
+				return
+			}
+			interval = 0 // our own re-registration raced this heartbeat: renew at once
 			continue
 		}
 		a.cfg.Logf("switchboard: heartbeat: %v", err)
@@ -447,30 +534,77 @@ func (a *Agent) heartbeatLoop() {
 }
 
 // lostRegistration: the server no longer knows us (deregistered, or it restarted), so all held work
-// is gone; register again. Stale news (another goroutine re-registered since) is ignored.
+// is gone; register again, as a new incarnation without TakeOver: if another process holds the id
+// by then, it is theirs and this agent is superseded. Stale news (another goroutine re-registered
+// since) is ignored.
 func (a *Agent) lostRegistration(why string, generation int) {
 	a.regMu.Lock()
 	a.mu.Lock()
-	if generation != a.generation {
+	if generation != a.generation || a.superseded != nil {
 		a.mu.Unlock()
 		a.regMu.Unlock()
 		return
 	}
-	lost := make([]*Work, 0, len(a.held))
-	for _, w := range a.held {
-		lost = append(lost, w)
-	}
-	a.held = map[string]*Work{}
+	lost := a.takeHeld()
+	oldIncarnation := a.incarnation
 	a.mu.Unlock()
 	a.cfg.Logf("switchboard: %s: %s; registering again", a.ID(), why)
 	for _, w := range lost {
 		a.revoked(w, "specialist was deregistered")
 	}
-	if err := a.register(a.ctx); err != nil {
+	err := a.register(a.ctx, "", false)
+	a.regMu.Unlock()
+	var taken *AlreadyRegisteredError
+	if errors.As(err, &taken) {
+		a.supersede(oldIncarnation, taken.Status.Message())
+		return
+	}
+	if err != nil {
 		a.cfg.Logf("switchboard: %v", err)
 	}
-	a.regMu.Unlock()
 	a.Reconnect()
+}
+
+// takeHeld empties held and returns what it had. The caller holds mu.
+func (a *Agent) takeHeld() []*Work {
+	lost := make([]*Work, 0, len(a.held))
+	for _, w := range a.held {
+		lost = append(lost, w)
+	}
+	a.held = map[string]*Work{}
+	return lost
+}
+
+// supersede handles a call quoting incarnation that was refused because the incarnation ended:
+// another process has the id. It stops the agent for good (no re-registering: the two processes
+// would keep taking the id from each other) and revokes the held work, which the server retries
+// with the new process. It reports whether the agent is superseded: news about an incarnation the
+// agent no longer has (its own re-registration raced the call) is ignored.
+func (a *Agent) supersede(incarnation, detail string) bool {
+	a.regMu.Lock()
+	defer a.regMu.Unlock()
+	a.mu.Lock()
+	if a.superseded != nil {
+		a.mu.Unlock()
+		return true
+	}
+	if incarnation != a.incarnation {
+		a.mu.Unlock()
+		return false
+	}
+	if detail == "" {
+		detail = "incarnation " + incarnation + " has ended"
+	}
+	a.superseded = fmt.Errorf("specialist %s: %w (%s); stopped without registering again", a.id, ErrSuperseded, detail)
+	lost := a.takeHeld()
+	err := a.superseded
+	a.mu.Unlock()
+	a.cfg.Logf("switchboard: %v; %d held subtask(s) are no longer ours", err, len(lost))
+	a.stop()
+	for _, w := range lost {
+		a.revoked(w, "superseded: another process registered the id")
+	}
+	return true
 }
 
 func (a *Agent) watchLoop() {
@@ -482,10 +616,10 @@ func (a *Agent) watchLoop() {
 		a.mu.Lock()
 		a.cancelCall = cancel
 		a.reconnect = false
-		generation, id := a.generation, a.id
+		generation, id, incarnation := a.generation, a.id, a.incarnation
 		a.mu.Unlock()
 
-		err := a.watchOnce(callCtx, id, &first, &delay)
+		err := a.watchOnce(callCtx, id, incarnation, &first, &delay)
 		cancel()
 		a.connected.Store(false)
 		if a.ctx.Err() != nil {
@@ -506,9 +640,17 @@ func (a *Agent) watchLoop() {
 			a.mu.Lock()
 			registered := a.generation != generation
 			a.mu.Unlock()
+			if a.ctx.Err() != nil {
+				return // superseded
+			}
 			if registered {
 				continue // registered again: reopen at once
 			}
+		case code == codes.FailedPrecondition:
+			if a.supersede(incarnation, status.Convert(err).Message()) {
+				return
+			}
+			continue // our own re-registration raced this call: reopen with the new incarnation
 		}
 		a.cfg.Logf("switchboard: assignment stream: %v; reconnecting in %v", err, delay)
 		select {
@@ -523,8 +665,8 @@ func (a *Agent) watchLoop() {
 }
 
 // watchOnce runs one stream until it ends; nil error means the server ended it cleanly.
-func (a *Agent) watchOnce(ctx context.Context, id string, first *bool, delay *time.Duration) error {
-	stream, err := a.c.Assign.WatchAssignments(ctx, &pb.WatchAssignmentsRequest{SpecialistId: id})
+func (a *Agent) watchOnce(ctx context.Context, id, incarnation string, first *bool, delay *time.Duration) error {
+	stream, err := a.c.Assign.WatchAssignments(ctx, &pb.WatchAssignmentsRequest{SpecialistId: id, Incarnation: incarnation})
 	if err != nil {
 		return err
 	}

@@ -5,10 +5,12 @@
   for orchestrators. Plaintext only for now: the server has no TLS yet.
 - `Agent`: registers a specialist, heartbeats in the background, yields its assignments from
   WatchAssignments (reconnecting without losing work), reports completion with epoch fencing.
+  `AlreadyRegistered`: another live process holds the id (pass `take_over=True` to replace it);
+  `Superseded`: another process took the id over and this agent stopped.
 - `switchboard.v1`: the generated messages and stubs (`types_pb2`, `assign_service_pb2`, ...).
 """
 
-from switchboard.agent import Agent, AssignmentLost, Outcome, Work
+from switchboard.agent import Agent, AlreadyRegistered, AssignmentLost, Outcome, Superseded, Work
 from switchboard.client import TERMINAL_STATES, Client, connect, state_name
 from switchboard.v1 import (
     assign_service_pb2,
@@ -24,9 +26,11 @@ from switchboard.v1 import (
 
 __all__ = [
     "Agent",
+    "AlreadyRegistered",
     "AssignmentLost",
     "Client",
     "Outcome",
+    "Superseded",
     "TERMINAL_STATES",
     "Work",
     "connect",

@@ -10,6 +10,12 @@ or simply `agent.run(handler)`. The stream is reopened whenever it drops (server
 `reconnect()`); the server replays in-flight work then, and the agent hands out only what it has not
 handed out before, so nothing is lost or done twice. Work taken away (cancelled, lease lapsed,
 reassigned while disconnected) is marked revoked and its report raises AssignmentLost.
+
+Register starts an incarnation (this process's session with the id) that every later call carries.
+A second process with the same id is refused (AlreadyRegistered) unless it passes `take_over=True`;
+then this one is superseded: it stops, its held work is revoked (the server retries it), and
+`next_work()` / `run()` raise Superseded. It never registers again by itself then, so two processes
+do not keep taking the id from each other.
 """
 
 from __future__ import annotations
@@ -41,6 +47,45 @@ REVOKED = assign_service_pb2.WATCH_EVENT_KIND_REVOKED
 # Codes on which a report is retried: the server did not act (or the answer was lost; a repeated
 # report with the same epoch returns the recorded result, so retrying is safe).
 _RETRYABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class Superseded(Exception):
+    """Another process registered this specialist id, ending this agent's incarnation.
+
+    The agent has stopped (no heartbeats, no stream), its held work was revoked (the server retries
+    it as a new attempt with the new process) and it does not register again.
+    """
+
+    def __init__(self, specialist_id: str, incarnation: str, detail: str):
+        super().__init__(
+            f"specialist {specialist_id} was superseded by another process "
+            f"({detail or f'incarnation {incarnation} has ended'}); stopped without registering again"
+        )
+        self.specialist_id = specialist_id
+        self.incarnation = incarnation
+        self.detail = detail
+
+
+class AlreadyRegistered(grpc.RpcError):
+    """Register was refused with ALREADY_EXISTS: another live process holds the specialist id.
+
+    A `grpc.RpcError` (code() is ALREADY_EXISTS) whose text says how to proceed: pass
+    `take_over=True` when this process replaces that one (a restart under a supervisor, say).
+    """
+
+    def __init__(self, specialist_id: str, detail: str):
+        super().__init__(
+            f"specialist {specialist_id} is registered by another live process ({detail}); "
+            "pass take_over=True if this process replaces it, or use another specialist_id"
+        )
+        self.specialist_id = specialist_id
+        self.detail = detail
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.ALREADY_EXISTS
+
+    def details(self) -> str:
+        return self.detail
 
 
 class AssignmentLost(Exception):
@@ -122,6 +167,8 @@ class Agent:
     `client` is a `Client` (from `connect`) or an address. `specialist_id` "" lets the server mint
     one (read it from `agent.specialist_id` after `start()`). `max_concurrency` 0 is the server's
     default (5). `on_revoked(work)` is called (from the stream thread) when work is taken away.
+    `take_over` lets the first Register replace another live process with the same id (whose work
+    is then retried); without it that Register raises AlreadyRegistered.
     """
 
     def __init__(
@@ -137,6 +184,7 @@ class Agent:
         on_revoked: Callable[[Work], None] | None = None,
         reconnect_delay: tuple[float, float] = (0.1, 5.0),
         rpc_timeout: float = 10.0,
+        take_over: bool = False,
     ):
         self._owns_client = isinstance(client, str)
         self.client = connect(client) if isinstance(client, str) else client
@@ -148,8 +196,10 @@ class Agent:
         self.on_revoked = on_revoked
         self.reconnect_delay = reconnect_delay
         self.rpc_timeout = rpc_timeout
+        self.take_over = take_over
 
         self._specialist_id = specialist_id
+        self._incarnation = ""  # from Register; "" until registered
         self.specialist: types_pb2.Specialist | None = None
         self.heartbeat_interval = 5.0
         self.lease_ttl = 15.0
@@ -158,19 +208,33 @@ class Agent:
         self._held: dict[str, Work] = {}  # subtask_id -> work handed out (or queued) and not reported
         self._queue: queue.Queue[Any] = queue.Queue()
         self._stopping = threading.Event()
+        self._stopped = False
+        self._superseded: Superseded | None = None
         self._connected = threading.Event()
         self._call: grpc.Future | None = None
         self._reconnect_requested = False
         self._threads: list[threading.Thread] = []
         self.reconnects = 0  # how many times the stream was reopened
         self._generation = 0  # bumped by each successful register()
-        self._register_lock = threading.Lock()
+        # Held while registering, so an "incarnation ended" answer is judged against the incarnation
+        # the agent has once that Register returned (a call may race our own re-registration).
+        self._register_lock = threading.RLock()
 
     # -- lifecycle -------------------------------------------------------------------------------
 
     @property
     def specialist_id(self) -> str:
         return self._specialist_id
+
+    @property
+    def incarnation(self) -> str:
+        """This process's session with the id (from Register); "" before registering."""
+        return self._incarnation
+
+    @property
+    def superseded(self) -> Superseded | None:
+        """Set once another process took the id over; the agent has stopped then."""
+        return self._superseded
 
     def start(self) -> Agent:
         """Registers, then heartbeats and watches in background threads. Returns self."""
@@ -182,28 +246,55 @@ class Agent:
         return self
 
     def register(self) -> types_pb2.Specialist:
-        """Registers (or re-registers: in-flight work is kept) and adopts the server's heartbeat interval."""
-        reply = self.client.register.Register(
-            register_service_pb2.RegisterRequest(
-                specialist_id=self._specialist_id,
-                specialist_type=self.specialist_type,
-                capabilities=self.capabilities,
-                max_concurrency=self.max_concurrency,
-                labels=self.labels,
-                availability=self.availability,
-            ),
-            timeout=self.rpc_timeout,
-        )
+        """Registers, or updates the registration (in-flight work is kept); adopts the server's intervals.
+
+        The first call starts an incarnation (with `take_over` if set) and raises AlreadyRegistered
+        while another process holds the id; later calls quote it, and raise Superseded once it ended.
+        """
+        with self._register_lock:
+            if self._superseded is not None:
+                raise self._superseded
+            return self._register(self._incarnation, take_over=self.take_over and not self._incarnation)
+
+    def _register(self, incarnation: str, *, take_over: bool) -> types_pb2.Specialist:
+        """Register quoting `incarnation` ("" starts a new one). Caller holds _register_lock."""
+        try:
+            reply = self.client.register.Register(
+                register_service_pb2.RegisterRequest(
+                    specialist_id=self._specialist_id,
+                    specialist_type=self.specialist_type,
+                    capabilities=self.capabilities,
+                    max_concurrency=self.max_concurrency,
+                    labels=self.labels,
+                    availability=self.availability,
+                    incarnation=incarnation,
+                    take_over=take_over,
+                ),
+                timeout=self.rpc_timeout,
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.ALREADY_EXISTS:
+                raise AlreadyRegistered(self._specialist_id, error.details() or "") from error
+            if incarnation and error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                self._supersede(incarnation, error.details() or "")
+                if self._superseded is not None:
+                    raise self._superseded from error
+            raise
         with self._lock:
             self.specialist = reply.specialist
             self._specialist_id = reply.specialist.specialist_id
+            self._incarnation = reply.incarnation
             self._generation += 1
         if reply.heartbeat_interval_ms > 0:
             self.heartbeat_interval = reply.heartbeat_interval_ms / 1000
         if reply.lease_ttl_ms > 0:
             self.lease_ttl = reply.lease_ttl_ms / 1000
         log.info(
-            "registered %s (%s), heartbeat every %.3gs", self._specialist_id, self.specialist_type, self.heartbeat_interval
+            "registered %s (%s), incarnation %s, heartbeat every %.3gs",
+            self._specialist_id,
+            self.specialist_type,
+            self._incarnation,
+            self.heartbeat_interval,
         )
         return reply.specialist
 
@@ -220,18 +311,24 @@ class Agent:
             call.cancel()
 
     def stop(self, deregister: bool = False) -> None:
-        """Stops heartbeating and watching. With `deregister`, the server requeues the work still held."""
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
+        """Stops heartbeating and watching. With `deregister`, the server requeues the work still held.
+
+        A superseded agent does not deregister: the id belongs to the process that took it over.
+        """
         with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
             call = self._call
+        self._stopping.set()
         if call is not None:
             call.cancel()
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(timeout=self.rpc_timeout)
-        if deregister and self._specialist_id:
+        if deregister and self._superseded is not None:
+            log.info("not deregistering %s: another process holds the id now", self._specialist_id)
+        elif deregister and self._specialist_id:
             try:
                 self.client.register.Deregister(
                     register_service_pb2.DeregisterRequest(specialist_id=self._specialist_id),
@@ -253,9 +350,14 @@ class Agent:
     # -- receiving work --------------------------------------------------------------------------
 
     def next_work(self, timeout: float | None = None) -> Work | None:
-        """The next assignment not handed out before; None on timeout or once the agent stops."""
+        """The next assignment not handed out before; None on timeout or once the agent stops.
+
+        Raises Superseded once another process took the id over.
+        """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._superseded is not None:
+                raise self._superseded
             remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 item = self._queue.get(timeout=remaining)
@@ -263,6 +365,8 @@ class Agent:
                 return None
             if item is _STOP:
                 self._queue.put(_STOP)  # for any other consumer
+                if self._superseded is not None:
+                    raise self._superseded
                 return None
             if not item.revoked:
                 return item
@@ -304,6 +408,7 @@ class Agent:
             completion_time_ms=completion_time_ms,
             quality_score=quality_score,
             detail=detail,
+            incarnation=self._incarnation,
         )
         reply = self._finish(work, lambda: self.client.performance.ReportCompletion(request, timeout=self.rpc_timeout))
         return reply.assignment
@@ -315,7 +420,11 @@ class Agent:
     def release(self, work: Work, reason: str = "") -> types_pb2.Assignment:
         """Hands the work back: it is requeued (and not offered to this agent again)."""
         request = assign_service_pb2.ReleaseRequest(
-            subtask_id=work.subtask_id, specialist_id=self._specialist_id, epoch=work.epoch, reason=reason
+            subtask_id=work.subtask_id,
+            specialist_id=self._specialist_id,
+            epoch=work.epoch,
+            reason=reason,
+            incarnation=self._incarnation,
         )
         reply = self._finish(work, lambda: self.client.assign.Release(request, timeout=self.rpc_timeout))
         return reply.assignment
@@ -350,12 +459,27 @@ class Agent:
                 del self._held[work.subtask_id]
 
     def set_availability(self, availability: int) -> None:
-        """Heartbeats now with a new availability (ONLINE, IDLE, BUSY, AWAY)."""
+        """Heartbeats now with a new availability (ONLINE, IDLE, BUSY, AWAY).
+
+        Raises Superseded once another process took the id over.
+        """
+        if self._superseded is not None:
+            raise self._superseded
         self.availability = availability
-        self.client.register.Heartbeat(
-            register_service_pb2.HeartbeatRequest(specialist_id=self._specialist_id, availability=availability),
-            timeout=self.rpc_timeout,
-        )
+        incarnation = self._incarnation
+        try:
+            self.client.register.Heartbeat(
+                register_service_pb2.HeartbeatRequest(
+                    specialist_id=self._specialist_id, availability=availability, incarnation=incarnation
+                ),
+                timeout=self.rpc_timeout,
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                self._supersede(incarnation, error.details() or "")
+                if self._superseded is not None:
+                    raise self._superseded from error
+            raise
 
     # -- the work loop ---------------------------------------------------------------------------
 
@@ -371,6 +495,8 @@ class Agent:
         The handler returns None or True (success), False (failure) or an Outcome; an exception is
         reported as a failure with its text as detail. Work revoked meanwhile is not reported.
         Runs until `stop()` (from a handler, a signal handler or another thread) or `max_tasks`.
+        Raises Superseded (once the handlers running have returned) when another process took the
+        id over.
         """
         if not self._threads:
             self.start()
@@ -389,21 +515,27 @@ class Agent:
                 slots.release()
 
         taken = 0
-        while max_tasks is None or taken < max_tasks:
-            slots.acquire()
-            work = self.next_work()
-            if work is None:
-                slots.release()
-                break
-            taken += 1
-            if workers <= 1:
-                one(work)
-            else:
-                thread = threading.Thread(target=one, args=(work,), daemon=True)
-                thread.start()
-                pool.append(thread)
-        for thread in pool:
-            thread.join()
+        try:
+            while max_tasks is None or taken < max_tasks:
+                slots.acquire()
+                try:
+                    work = self.next_work()
+                except Superseded:
+                    slots.release()
+                    raise
+                if work is None:
+                    slots.release()
+                    break
+                taken += 1
+                if workers <= 1:
+                    one(work)
+                else:
+                    thread = threading.Thread(target=one, args=(work,), daemon=True)
+                    thread.start()
+                    pool.append(thread)
+        finally:
+            for thread in pool:
+                thread.join()
         return handled
 
     def _handle(self, handler: Callable[[Work], Outcome | bool | None], work: Work) -> None:
@@ -439,10 +571,11 @@ class Agent:
         interval = self.heartbeat_interval
         while not self._stopping.wait(interval):
             interval = self.heartbeat_interval
-            generation = self._generation
+            with self._lock:
+                generation, incarnation = self._generation, self._incarnation
             try:
                 reply = self.client.register.Heartbeat(
-                    register_service_pb2.HeartbeatRequest(specialist_id=self._specialist_id),
+                    register_service_pb2.HeartbeatRequest(specialist_id=self._specialist_id, incarnation=incarnation),
                     timeout=min(self.rpc_timeout, self.heartbeat_interval * 2),
                 )
                 self.specialist = reply.specialist
@@ -451,6 +584,11 @@ class Agent:
                     return
                 if error.code() == grpc.StatusCode.NOT_FOUND:
                     self._lost_registration("heartbeat: unknown specialist", generation)
+                elif error.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                    self._supersede(incarnation, error.details() or "")
+                    if self._superseded is not None:
+                        return
+                    interval = 0  # our own re-registration raced this heartbeat: renew at once
                 else:
                     log.warning("heartbeat: %s %s", error.code(), error.details())
                     interval = min(self.heartbeat_interval, 1.0)  # try again sooner
@@ -459,31 +597,61 @@ class Agent:
         """The server no longer knows us (deregistered, or it restarted): all held work is gone.
 
         `generation` is the registration the failed call was made under: if the other thread has
-        registered again since, this news is stale and nothing is done.
+        registered again since, this news is stale and nothing is done. The new Register starts a
+        new incarnation without take_over: if another process holds the id by then, it is theirs.
         """
         with self._register_lock:
             with self._lock:
-                if generation != self._generation:
+                if generation != self._generation or self._superseded is not None:
                     return
                 lost = list(self._held.values())
                 self._held.clear()
+                old_incarnation = self._incarnation
             log.warning("%s: %s; registering again", self._specialist_id, why)
             for work in lost:
                 self._revoked(work, "specialist was deregistered")
             try:
-                self.register()
+                self._register("", take_over=False)
+            except AlreadyRegistered as error:
+                self._supersede(old_incarnation, error.detail)
+                return
             except grpc.RpcError as error:
                 log.warning("register: %s %s", error.code(), error.details())
         self.reconnect()
+
+    def _supersede(self, incarnation: str, detail: str) -> None:
+        """A call quoting `incarnation` was refused because it ended: another process has the id.
+
+        Stops the agent for good (no re-registering: the two processes would keep taking the id from
+        each other) and revokes the held work, which the server retries with the new process. News
+        about an incarnation the agent no longer has (its own re-registration raced the call) is
+        ignored.
+        """
+        with self._register_lock:
+            with self._lock:
+                if self._superseded is not None or incarnation != self._incarnation:
+                    return
+                self._superseded = Superseded(self._specialist_id, incarnation, detail)
+                lost = list(self._held.values())
+                self._held.clear()
+                call = self._call
+        log.error("%s; %d held subtask(s) are no longer ours", self._superseded, len(lost))
+        self._stopping.set()
+        if call is not None:
+            call.cancel()
+        for work in lost:
+            self._revoked(work, "superseded: another process registered the id")
+        self._queue.put(_STOP)
 
     def _watch_loop(self) -> None:
         low, high = self.reconnect_delay
         delay = low
         first = True
         while not self._stopping.is_set():
-            generation = self._generation
+            with self._lock:
+                generation, incarnation = self._generation, self._incarnation
             call = self.client.assign.WatchAssignments(
-                assign_service_pb2.WatchAssignmentsRequest(specialist_id=self._specialist_id)
+                assign_service_pb2.WatchAssignmentsRequest(specialist_id=self._specialist_id, incarnation=incarnation)
             )
             with self._lock:
                 self._call = call
@@ -513,8 +681,15 @@ class Agent:
                     continue
                 if code == grpc.StatusCode.NOT_FOUND:
                     self._lost_registration(f"watch: {error.details()}", generation)
+                    if self._superseded is not None:
+                        return
                     if self._generation != generation:
                         continue  # registered again: reopen at once
+                if code == grpc.StatusCode.FAILED_PRECONDITION:
+                    self._supersede(incarnation, error.details() or "")
+                    if self._superseded is not None:
+                        return
+                    continue  # our own re-registration raced this call: reopen with the new one
                 log.warning("assignment stream: %s %s; reconnecting in %.2fs", code, error.details(), delay)
             finally:
                 self._connected.clear()
