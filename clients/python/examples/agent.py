@@ -6,6 +6,10 @@
 Each subtask's payload is JSON such as {"title": "...", "work_ms": 200}; the "work" is a sleep of
 that long (default --work-ms). A payload with "fail": true is reported as a failure. Stops on
 SIGINT/SIGTERM (deregistering, so the server requeues anything unfinished) or after --max-tasks.
+
+Only one live process may hold a specialist id: a second one with the same --id exits 1 unless it
+passes --take-over (for a replacement, e.g. a restart under a supervisor), which supersedes the
+first; the first then exits 3 (its unfinished work is retried by the server), without deregistering.
 """
 
 from __future__ import annotations
@@ -28,6 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-concurrency", type=int, default=2)
     parser.add_argument("--work-ms", type=int, default=100, help="simulated work per subtask")
     parser.add_argument("--max-tasks", type=int, default=None, help="exit after this many")
+    parser.add_argument(
+        "--take-over",
+        action="store_true",
+        help="replace a live process registered with the same --id (its work is retried); "
+        "without it this agent exits 1 while that process lives",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
@@ -38,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         specialist_id=args.id,
         max_concurrency=args.max_concurrency,
         labels={"example": "python-agent"},
+        take_over=args.take_over,
     )
 
     def work(job: switchboard.Work) -> switchboard.Outcome:
@@ -63,9 +74,24 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     agent.client.wait_ready(timeout=30)
-    agent.start()
+    try:
+        agent.start()
+    except switchboard.AlreadyRegistered as error:
+        print(
+            f"agent: {args.id} is held by another live process ({error.detail}); "
+            "pass --take-over if this process replaces it",
+            file=sys.stderr,
+            flush=True,
+        )
+        agent.stop()
+        return 1
     print(f"agent {agent.specialist_id} ({args.type}) ready", flush=True)
-    handled = agent.run(work, workers=max(1, args.max_concurrency), max_tasks=args.max_tasks)
+    try:
+        handled = agent.run(work, workers=max(1, args.max_concurrency), max_tasks=args.max_tasks)
+    except switchboard.Superseded as superseded:
+        agent.stop()
+        print(f"agent {agent.specialist_id}: {superseded}", file=sys.stderr, flush=True)
+        return 3
     if not stopping.is_set():
         agent.stop(deregister=True)
     print(f"agent {agent.specialist_id} handled {handled} subtasks", flush=True)

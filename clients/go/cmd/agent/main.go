@@ -6,6 +6,10 @@
 // Each subtask's payload is JSON such as {"title": "...", "work_ms": 200}; the "work" is a wait of
 // that long (default -work-ms). A payload with "fail": true is reported as a failure. It stops on
 // SIGINT/SIGTERM (deregistering, so the server requeues anything unfinished) or after -max-tasks.
+//
+// Only one live process may hold a specialist id: a second one with the same -id exits 1 unless it
+// passes -take-over (for a replacement, e.g. a restart under a supervisor), which supersedes the
+// first; the first then exits 3 (its unfinished work is retried by the server), without deregistering.
 package main
 
 import (
@@ -21,6 +25,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/clients/go/switchboard"
+	"google.golang.org/grpc/status"
 )
 
 func main() {
@@ -31,6 +36,8 @@ func main() {
 	maxConcurrency := flag.Uint("max-concurrency", 2, "subtasks at a time")
 	workMs := flag.Int("work-ms", 100, "simulated work per subtask")
 	maxTasks := flag.Int("max-tasks", 0, "exit after this many (0: run until signalled)")
+	takeOver := flag.Bool("take-over", false,
+		"replace a live process registered with the same -id (its work is retried); without it this agent exits 1 while that process lives")
 	flag.Parse()
 	if *kind == "" {
 		fmt.Fprintln(os.Stderr, "agent: -type is required")
@@ -60,10 +67,15 @@ func main() {
 	}
 	agent := switchboard.NewAgent(client, switchboard.AgentConfig{
 		SpecialistID: *id, Type: *kind, Capabilities: caps, MaxConcurrency: uint32(*maxConcurrency),
-		Labels: map[string]string{"example": "go-agent"},
+		Labels: map[string]string{"example": "go-agent"}, TakeOver: *takeOver,
 	})
 	// Start with a background context: the signal ends Run, then Stop deregisters.
 	if err := agent.Start(context.Background()); err != nil {
+		if errors.Is(err, switchboard.ErrAlreadyRegistered) {
+			fmt.Fprintf(os.Stderr, "agent: %s is held by another live process (%s); pass -take-over if this process replaces it\n",
+				*id, status.Convert(err).Message())
+			os.Exit(1)
+		}
 		log.Fatal(err)
 	}
 	fmt.Printf("agent %s (%s) ready\n", agent.ID(), *kind)
@@ -101,7 +113,11 @@ func main() {
 	}
 
 	handled, err := agent.Run(ctx, work, int(*maxConcurrency), *maxTasks)
-	agent.Stop(true)
+	agent.Stop(true) // a superseded agent does not deregister: the id is the other process's now
+	if errors.Is(err, switchboard.ErrSuperseded) {
+		fmt.Fprintf(os.Stderr, "agent %s: %v\n", agent.ID(), err)
+		os.Exit(3)
+	}
 	fmt.Printf("agent %s handled %d subtasks\n", agent.ID(), handled)
 	if err != nil {
 		log.Fatal(err)
