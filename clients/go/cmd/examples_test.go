@@ -5,6 +5,7 @@ package cmd_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -230,5 +231,68 @@ func TestReadmeGoAgent(t *testing.T) {
 	}
 	if !strings.Contains(agent.output(), `working on readme-task (attempt 1): {"n": 1}`) {
 		t.Fatalf("agent output:\n%s", agent.output())
+	}
+}
+
+// A second agent with the same -id exits 1 unless -take-over; with it, the first exits 3 and its
+// unfinished subtask goes to the new one as attempt 2.
+func TestAgentExampleTakeOver(t *testing.T) {
+	agentBin, _ := build(t)
+	srv := testserver.Start(t)
+	common := []string{"-address", srv.Address, "-id", "be-1", "-type", "backend", "-capabilities", "sql"}
+	first := start(t, "working on long (long), attempt 1", agentBin, append(common, "-work-ms", "60000")...)
+	defer func() { _ = first.cmd.Process.Kill() }()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if _, err := srv.Client.Assign.Assign(ctx, &pb.AssignRequest{
+		SubtaskId: "long", SpecialistType: "backend", RequiredCapabilities: []string{"sql"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-first.ready:
+	case <-first.done:
+		t.Fatalf("first agent exited:\n%s", first.output())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("first agent never worked on long:\n%s", first.output())
+	}
+
+	refused, err := exec.CommandContext(ctx, agentBin, common...).CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(refused), "pass -take-over") {
+		t.Fatalf("second agent without -take-over: %v\n%s", err, refused)
+	}
+
+	replacement := start(t, "working on long (long), attempt 2", agentBin, append(common, "-take-over", "-work-ms", "50")...)
+	defer func() { _ = replacement.cmd.Process.Kill() }()
+	select {
+	case <-first.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the first agent did not stop when superseded:\n%s", first.output())
+	}
+	if err := first.cmd.Wait(); !errors.As(err, &exit) || exit.ExitCode() != 3 || !strings.Contains(first.output(), "superseded") {
+		t.Fatalf("first agent: %v (want exit 3, superseded)\n%s", err, first.output())
+	}
+	final, err := srv.Client.Wait(ctx, []string{"long"}, nil)
+	if err != nil {
+		t.Fatalf("%v\nreplacement output:\n%s", err, replacement.output())
+	}
+	if a := final["long"]; a.State != pb.AssignmentState_ASSIGNMENT_STATE_COMPLETED || a.Attempt != 2 || a.SpecialistId != "be-1" {
+		t.Fatalf("long: %v\nreplacement output:\n%s", a, replacement.output())
+	}
+	select {
+	case <-replacement.ready:
+	default:
+		t.Fatalf("replacement output:\n%s", replacement.output())
+	}
+	_ = replacement.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-replacement.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("replacement did not stop:\n%s", replacement.output())
+	}
+	if err := replacement.cmd.Wait(); err != nil {
+		t.Fatalf("replacement: %v\n%s", err, replacement.output())
 	}
 }

@@ -56,6 +56,9 @@ func TestAgentHeartbeatsAndCompletes(t *testing.T) {
 	if got := agent.HeartbeatInterval(); got != 100*time.Millisecond {
 		t.Fatalf("heartbeat interval %v, want the server's 100ms", got)
 	}
+	if agent.Incarnation() == "" {
+		t.Fatal("no incarnation from Register (every heartbeat quotes it)")
+	}
 	assigned := submit(t, srv.Client, "job-1", "backend", []string{"sql"})
 	w := next(t, agent)
 	if w.ID() != "job-1" || w.Epoch() != assigned.Epoch {
@@ -68,6 +71,9 @@ func TestAgentHeartbeatsAndCompletes(t *testing.T) {
 	}
 	if reply.Specialist.Availability != pb.Availability_AVAILABILITY_ONLINE || reply.Specialist.ActiveAssignments != 1 {
 		t.Fatalf("specialist %v", reply.Specialist)
+	}
+	if agent.Err() != nil || w.IsRevoked() {
+		t.Fatalf("after heartbeats: err %v, revoked %v", agent.Err(), w.IsRevoked())
 	}
 	done, err := agent.Complete(ctxT(t, 5*time.Second), w, true, 0.8, "")
 	if err != nil || done.State != pb.AssignmentState_ASSIGNMENT_STATE_COMPLETED {
@@ -140,13 +146,15 @@ func TestLapsedLeaseMovesWorkAndFencesOldHolder(t *testing.T) {
 func TestWatchReplaysInFlightWorkOnReconnect(t *testing.T) {
 	srv := testserver.Start(t)
 	c := srv.Client
-	if _, err := c.Register.Register(ctxT(t, 5*time.Second), &pb.RegisterRequest{
+	registered, err := c.Register.Register(ctxT(t, 5*time.Second), &pb.RegisterRequest{
 		SpecialistId: "fe-1", SpecialistType: "frontend", Capabilities: []string{"react"}, MaxConcurrency: 3,
-	}); err != nil {
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
+	request := &pb.WatchAssignmentsRequest{SpecialistId: "fe-1", Incarnation: registered.Incarnation}
 	watchCtx, drop := context.WithCancel(context.Background())
-	stream, err := c.Assign.WatchAssignments(watchCtx, &pb.WatchAssignmentsRequest{SpecialistId: "fe-1"})
+	stream, err := c.Assign.WatchAssignments(watchCtx, request)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +174,7 @@ func TestWatchReplaysInFlightWorkOnReconnect(t *testing.T) {
 
 	watchCtx, drop = context.WithCancel(context.Background())
 	defer drop()
-	stream, err = c.Assign.WatchAssignments(watchCtx, &pb.WatchAssignmentsRequest{SpecialistId: "fe-1"})
+	stream, err = c.Assign.WatchAssignments(watchCtx, request)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,5 +387,107 @@ func TestShutdownRequeuesUnfinishedWork(t *testing.T) {
 	}
 	if a.State != pb.AssignmentState_ASSIGNMENT_STATE_QUEUED || a.Attempt != 1 {
 		t.Fatalf("after shutdown: %v (want QUEUED, attempt 1: leaving is not a failed try)", a)
+	}
+}
+
+func TestSecondAgentWithTheSameIDIsRefused(t *testing.T) {
+	srv := testserver.Start(t)
+	c := srv.Client
+	first := switchboard.NewAgent(c, switchboard.AgentConfig{SpecialistID: "be-1", Type: "backend", Capabilities: []string{"sql"}, Logf: quiet(t)})
+	if err := first.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop(true)
+	second := switchboard.NewAgent(c, switchboard.AgentConfig{SpecialistID: "be-1", Type: "backend", Capabilities: []string{"sql"}, Logf: quiet(t)})
+	err := second.Start(context.Background())
+	if !errors.Is(err, switchboard.ErrAlreadyRegistered) || status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("second Start: %v (code %v), want ErrAlreadyRegistered / ALREADY_EXISTS", err, status.Code(err))
+	}
+	if !strings.Contains(err.Error(), "TakeOver") {
+		t.Fatalf("the error should say how to take over: %v", err)
+	}
+	// The first is untouched: it still takes and reports work.
+	submit(t, c, "still-mine", "backend", []string{"sql"})
+	w := next(t, first)
+	if w.Attempt() != 1 {
+		t.Fatalf("attempt %d", w.Attempt())
+	}
+	if _, err := first.Complete(ctxT(t, 5*time.Second), w, true, 1, ""); err != nil || first.Err() != nil {
+		t.Fatalf("complete: %v, agent: %v", err, first.Err())
+	}
+}
+
+func TestTakeOverSupersedesTheFirstAgent(t *testing.T) {
+	srv := testserver.Start(t)
+	c := srv.Client
+	first := switchboard.NewAgent(c, switchboard.AgentConfig{SpecialistID: "be-1", Type: "backend", Capabilities: []string{"sql"}, Logf: quiet(t)})
+	started := make(chan *switchboard.Work, 1)
+	ran := make(chan error, 1)
+	if err := first.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer first.Stop(false)
+	go func() {
+		_, err := first.Run(context.Background(), func(ctx context.Context, w *switchboard.Work) (switchboard.Result, error) {
+			started <- w
+			<-ctx.Done() // works until taken away
+			return switchboard.Result{}, ctx.Err()
+		}, 1, 0)
+		ran <- err
+	}()
+	submit(t, c, "held", "backend", []string{"sql"})
+	var held *switchboard.Work
+	select {
+	case held = <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first agent never got the work")
+	}
+	if held.ID() != "held" || held.Attempt() != 1 {
+		t.Fatalf("held %s attempt %d", held.ID(), held.Attempt())
+	}
+
+	second := switchboard.NewAgent(c, switchboard.AgentConfig{SpecialistID: "be-1", Type: "backend", Capabilities: []string{"sql"}, TakeOver: true, Logf: quiet(t)})
+	if err := second.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop(true)
+	if second.Incarnation() == "" || second.Incarnation() == first.Incarnation() {
+		t.Fatalf("incarnations %q and %q", first.Incarnation(), second.Incarnation())
+	}
+	select {
+	case err := <-ran:
+		if !errors.Is(err, switchboard.ErrSuperseded) {
+			t.Fatalf("first Run: %v, want ErrSuperseded", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first agent was not superseded")
+	}
+	if !errors.Is(first.Err(), switchboard.ErrSuperseded) {
+		t.Fatalf("first Err: %v", first.Err())
+	}
+	if !held.IsRevoked() {
+		t.Fatal("the work of a superseded agent is no longer its to report")
+	}
+	if _, err := first.Next(ctxT(t, time.Second)); !errors.Is(err, switchboard.ErrSuperseded) {
+		t.Fatalf("first Next: %v", err)
+	}
+	if _, err := first.Complete(ctxT(t, 5*time.Second), held, true, 1, ""); !errors.Is(err, switchboard.ErrAssignmentLost) {
+		t.Fatalf("report by the superseded agent: %v, want ErrAssignmentLost", err)
+	}
+
+	again := next(t, second)
+	if again.ID() != "held" || again.Attempt() != 2 || again.Epoch() <= held.Epoch() {
+		t.Fatalf("second hand-out %s attempt %d epoch %d (first epoch %d)", again.ID(), again.Attempt(), again.Epoch(), held.Epoch())
+	}
+	first.Stop(true) // superseded: leaves the id to the second
+	reply, err := c.Register.GetSpecialist(ctxT(t, 5*time.Second), &pb.GetSpecialistRequest{SpecialistId: "be-1"})
+	if err != nil || reply.Specialist.ActiveAssignments != 1 {
+		t.Fatalf("after the first stopped: %v %v", reply, err)
+	}
+	if a, err := second.Complete(ctxT(t, 5*time.Second), again, true, 1, ""); err != nil || a.State != pb.AssignmentState_ASSIGNMENT_STATE_COMPLETED {
+		t.Fatalf("complete: %v %v", a, err)
+	}
+	if second.Err() != nil {
+		t.Fatalf("second Err: %v", second.Err())
 	}
 }

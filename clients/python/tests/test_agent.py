@@ -54,6 +54,7 @@ def test_agent_heartbeats_keep_the_lease(make_server):
     with switchboard.Agent(srv.client, "backend", ["sql"], specialist_id="be-1") as agent:
         assert agent.heartbeat_interval == pytest.approx(0.1)
         assert agent.lease_ttl == pytest.approx(1.0)
+        assert agent.incarnation, "Register returns the incarnation every heartbeat quotes"
         assigned = srv.client.submit("job-1", "backend", required_capabilities=["sql"])
         assert assigned.specialist_id == "be-1"
         work = agent.next_work(timeout=5)
@@ -65,6 +66,7 @@ def test_agent_heartbeats_keep_the_lease(make_server):
         ).specialist
         assert specialist.availability == types_pb2.AVAILABILITY_ONLINE
         assert specialist.active_assignments == 1
+        assert agent.superseded is None and not work.revoked
         done = agent.complete(work, quality_score=0.8)
         assert done.state == COMPLETED
         assert agent.held() == []
@@ -129,6 +131,95 @@ def test_lapsed_lease_moves_work_and_fences_the_old_holder(make_server):
         assert fresh.complete(second).state == COMPLETED
 
 
+def test_registering_again_keeps_the_incarnation_and_its_work(make_server):
+    """register() and set_availability() quote the agent's incarnation: the registration changes in place."""
+    srv = make_server("--lease-ttl-ms", "1000", "--heartbeat-interval-ms", "100", "--sweep-interval-ms", "50")
+    with switchboard.Agent(srv.client, "backend", ["sql"], specialist_id="be-2") as agent:
+        incarnation = agent.incarnation
+        srv.client.submit("kept", "backend", required_capabilities=["sql"])
+        work = agent.next_work(timeout=5)
+        assert work is not None
+        agent.capabilities = ["sql", "grpc"]
+        agent.register()
+        assert agent.incarnation == incarnation
+        agent.set_availability(types_pb2.AVAILABILITY_BUSY)
+        time.sleep(0.5)  # several heartbeats under the same incarnation
+        specialist = srv.client.register.GetSpecialist(
+            register_service_pb2.GetSpecialistRequest(specialist_id="be-2")
+        ).specialist
+        assert sorted(specialist.capabilities) == ["grpc", "sql"]
+        assert specialist.availability == types_pb2.AVAILABILITY_BUSY
+        assert specialist.active_assignments == 1
+        assert not work.revoked and agent.superseded is None
+        assert agent.complete(work).state == COMPLETED
+
+
+def test_second_agent_with_the_same_id_is_refused(server):
+    client = server.client
+    with switchboard.Agent(client, "backend", ["sql"], specialist_id="be-1") as first:
+        second = switchboard.Agent(client, "backend", ["sql"], specialist_id="be-1")
+        with pytest.raises(switchboard.AlreadyRegistered) as refused:
+            second.start()
+        assert refused.value.code() == grpc.StatusCode.ALREADY_EXISTS
+        assert isinstance(refused.value, grpc.RpcError)
+        assert "take_over=True" in str(refused.value)
+        second.stop()
+        # The first is untouched: it still takes and reports work.
+        client.submit("still-mine", "backend", required_capabilities=["sql"])
+        work = first.next_work(timeout=5)
+        assert work is not None and work.attempt == 1
+        assert first.complete(work).state == COMPLETED
+        assert first.superseded is None
+
+
+def test_take_over_supersedes_the_first_agent(server):
+    client = server.client
+    first = switchboard.Agent(client, "backend", ["sql"], specialist_id="be-1").start()
+    try:
+        client.submit("held", "backend", required_capabilities=["sql"])
+        started: queue.Queue = queue.Queue()
+        outcome: queue.Queue = queue.Queue()
+
+        def handler(work: switchboard.Work):
+            started.put(work)
+            work.wait_revoked(30)  # works until taken away
+            return True
+
+        def run() -> None:
+            try:
+                outcome.put(first.run(handler))
+            except Exception as error:  # handed to the test's thread
+                outcome.put(error)
+
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        held = started.get(timeout=5)
+        assert held.subtask_id == "held" and held.attempt == 1
+
+        with switchboard.Agent(client, "backend", ["sql"], specialist_id="be-1", take_over=True) as second:
+            assert second.incarnation and second.incarnation != first.incarnation
+            ended = outcome.get(timeout=10)
+            assert isinstance(ended, switchboard.Superseded), ended
+            assert first.superseded is not None and "be-1" in str(first.superseded)
+            assert held.revoked, "the work of a superseded agent is no longer its to report"
+            with pytest.raises(switchboard.Superseded):
+                first.next_work(timeout=1)
+            with pytest.raises(switchboard.AssignmentLost):
+                first.complete(held)
+
+            again = second.next_work(timeout=10)
+            assert again is not None and again.subtask_id == "held"
+            assert again.attempt == 2 and again.epoch > held.epoch
+            first.stop(deregister=True)  # superseded: leaves the id to the second
+            assert client.register.GetSpecialist(
+                register_service_pb2.GetSpecialistRequest(specialist_id="be-1")
+            ).specialist.active_assignments == 1
+            assert second.complete(again).state == COMPLETED
+            assert second.superseded is None
+    finally:
+        first.stop()
+
+
 def _watch_into(call, events: queue.Queue) -> threading.Thread:
     def read():
         try:
@@ -145,12 +236,12 @@ def _watch_into(call, events: queue.Queue) -> threading.Thread:
 def test_watch_stream_replays_in_flight_work_on_reconnect(server):
     """The raw protocol: drop the stream, work arrives meanwhile, the new stream replays all of it."""
     client = server.client
-    client.register.Register(
+    registered = client.register.Register(
         register_service_pb2.RegisterRequest(
             specialist_id="fe-1", specialist_type="frontend", capabilities=["react"], max_concurrency=3
         )
     )
-    request = assign_service_pb2.WatchAssignmentsRequest(specialist_id="fe-1")
+    request = assign_service_pb2.WatchAssignmentsRequest(specialist_id="fe-1", incarnation=registered.incarnation)
     events: queue.Queue = queue.Queue()
     call = client.assign.WatchAssignments(request)
     _watch_into(call, events)

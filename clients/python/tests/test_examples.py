@@ -126,3 +126,33 @@ def test_agent_example_exits_after_max_tasks(server):
     assert "handled 1 subtasks" in result.stdout
     assert server.client.get_assignment("only").state == types_pb2.ASSIGNMENT_STATE_COMPLETED
     assert switchboard.state_name(server.client.get_assignment("only").state) == "COMPLETED"
+
+
+def test_agent_example_take_over(server):
+    """A second agent with the same --id exits 1 unless --take-over; with it, the first exits 3 and
+    its unfinished subtask goes to the new one as attempt 2."""
+    common = ["--address", server.address, "--id", "be-1", "--type", "backend", "--capabilities", "sql"]
+    first = Process(python_example("agent.py", *common, "--work-ms", "60000"))
+    replacement = None
+    try:
+        assert first.wait_for("agent be-1 (backend) ready"), first.output()
+        server.client.submit("long", "backend", required_capabilities=["sql"])
+        assert first.wait_for("working on long (long), attempt 1"), first.output()
+
+        refused = subprocess.run(python_example("agent.py", *common), capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 1, refused.stdout + refused.stderr
+        assert "pass --take-over" in refused.stderr, refused.stderr
+
+        replacement = Process(python_example("agent.py", *common, "--take-over", "--work-ms", "50"))
+        assert first.proc.wait(timeout=20) == 3, first.output()
+        assert "superseded" in first.output(), first.output()
+        assert "handled" not in first.output(), "a superseded agent stops instead of carrying on"
+        assert replacement.wait_for("working on long (long), attempt 2"), replacement.output()
+        final = server.client.wait(["long"], timeout=30)
+        assert final["long"].state == types_pb2.ASSIGNMENT_STATE_COMPLETED, final["long"]
+        assert final["long"].attempt == 2 and final["long"].specialist_id == "be-1"
+    finally:
+        for process in (first, replacement):
+            if process is not None and process.proc.poll() is None:
+                process.proc.send_signal(signal.SIGTERM)
+    assert replacement.proc.wait(timeout=20) == 0, replacement.output()
