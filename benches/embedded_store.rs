@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::executor::block_on;
 use switchboard::domain::policy::RoutingPolicy;
-use switchboard::domain::specialist::{Availability, Registration};
+use switchboard::domain::specialist::{Availability, Incarnation, Registration};
 use switchboard::domain::subtask::{CompletionReport, SubtaskSpec};
 use switchboard::store::memory::MemoryStore;
 use switchboard::store::Store;
@@ -53,6 +53,10 @@ fn loaded_store(specialists: usize, queued: usize) -> MemoryStore {
                 max_concurrency: Some(10),
                 labels: BTreeMap::new(),
                 availability: Availability::Online,
+                incarnation: Incarnation::Start {
+                    incarnation: "a1".into(),
+                    take_over: true,
+                },
             };
             store.register(registration).await.expect("registers");
         }
@@ -94,6 +98,7 @@ fn bench_cycle(criterion: &mut Criterion) {
                                 completion_time_ms: 10,
                                 quality_score: 1.0,
                                 detail: String::new(),
+                                incarnation: None,
                             })
                             .await
                             .expect("reports");

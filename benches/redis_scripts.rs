@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use futures::future::join_all;
 use switchboard::domain::policy::RoutingPolicy;
-use switchboard::domain::specialist::{Availability, Registration};
+use switchboard::domain::specialist::{Availability, Incarnation, Registration};
 use switchboard::domain::subtask::{CompletionReport, SubtaskSpec};
 use switchboard::store::redis::{RedisStore, RedisStoreConfig};
 use switchboard::store::Store;
@@ -60,6 +60,11 @@ fn store(specialists: usize) -> RedisStore {
     RedisStore::connect(&config, &policy).expect("redis store")
 }
 
+/// The index in an id `register_fleet` gave.
+fn holder_index(specialist_id: &str) -> usize {
+    specialist_id[1..].parse().expect("a fleet id")
+}
+
 async fn register_fleet(store: &RedisStore, specialists: usize) {
     for chunk in (0..specialists).collect::<Vec<_>>().chunks(64) {
         join_all(chunk.iter().map(|index| {
@@ -70,6 +75,11 @@ async fn register_fleet(store: &RedisStore, specialists: usize) {
                 max_concurrency: Some(10),
                 labels: BTreeMap::new(),
                 availability: Availability::Online,
+                // Each agent's incarnation is its index in hex.
+                incarnation: Incarnation::Start {
+                    incarnation: format!("{index:x}"),
+                    take_over: true,
+                },
             })
         }))
         .await
@@ -102,6 +112,7 @@ async fn cycle(store: &RedisStore, subtask_id: String) {
         .await
         .expect("assigns");
     let holder = view.holder.expect("a free specialist takes it");
+    let incarnation = format!("{:x}", holder_index(&holder.specialist_id));
     store
         .report_completion(CompletionReport {
             subtask_id,
@@ -111,6 +122,7 @@ async fn cycle(store: &RedisStore, subtask_id: String) {
             completion_time_ms: 10,
             quality_score: 0.9,
             detail: String::new(),
+            incarnation: Some(incarnation),
         })
         .await
         .expect("reports");
@@ -152,7 +164,7 @@ fn bench_scripts(criterion: &mut Criterion) {
             group.bench_function(BenchmarkId::new("heartbeat", specialists), |bencher| {
                 bencher.iter(|| {
                     runtime
-                        .block_on(store.heartbeat("s00003", None))
+                        .block_on(store.heartbeat("s00003", "3", None))
                         .expect("heartbeat")
                 })
             });

@@ -82,6 +82,7 @@ fn trained_engine(world: &World, fleet: &[CandidateInfo]) -> LearnedEngine {
             completion_time_ms: outcome.duration_ms as u64,
             quality_score: outcome.quality,
             detail: String::new(),
+            incarnation: None,
         });
     }
     assert_eq!(

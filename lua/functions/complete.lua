@@ -5,8 +5,9 @@
   KEYS[1]  meta, or the subtask's directory key (see context.lua)
   ARGV[4]  subtask id   ARGV[5] specialist id   ARGV[6] epoch   ARGV[7] '1' success
   ARGV[8]  completion time ms   ARGV[9] quality (text)   ARGV[10] detail
-  Replies {0, view}. Refusals: SUBTASK_NOT_FOUND, NOT_ASSIGNED (state), WRONG_HOLDER,
-  STALE_EPOCH (current). Updates the holder's performance record (specialists.lua). Outbox: `f`
+  ARGV[11] the holder's incarnation ('' none: fenced by the epoch alone)
+  Replies {0, view}. Refusals: INCARNATION_ENDED (the one given), SUBTASK_NOT_FOUND,
+  NOT_ASSIGNED (state), WRONG_HOLDER, STALE_EPOCH (current). Updates the holder's performance record (specialists.lua). Outbox: `f`
   (the subtask's change and the report in one entry).
 ]]
 
@@ -21,10 +22,12 @@ local function fn_complete(KEYS, ARGV)
   if r and r.hold == specialist_id and r.ep == epoch and r.st == reported then
     return flush({0, view(r)})
   end
-  refused = fenced(r, specialist_id, epoch)
-  if refused then return refused end
   -- The holder is registered (leaving requeues what it holds, so it cannot report after).
   local s = spec_get(specialist_id, 'perf')
+  refused = incarnation_refused(s, ARGV[11])
+  if refused then return refused end
+  refused = fenced(r, specialist_id, epoch)
+  if refused then return refused end
   free_holder_slot(s, r)
   if s then
     local outcome = '0'

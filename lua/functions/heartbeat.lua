@@ -3,8 +3,9 @@
   that OFFLINE comes back ONLINE); back from OFFLINE or a lapsed lease, it takes queued work it
   can serve.
   KEYS[1]  meta, or the specialist's directory key (see context.lua)
-  ARGV[4]  specialist id   ARGV[5] availability ('' keep)
-  Replies {0, specialist}. Refusals: SPECIALIST_NOT_FOUND. Outbox `A` when it changed.
+  ARGV[4]  specialist id   ARGV[5] availability ('' keep)   ARGV[6] the caller's incarnation
+  Replies {0, specialist}. Refusals: SPECIALIST_NOT_FOUND, INCARNATION_ENDED (the one given).
+  Outbox `A` when it changed.
 ]]
 
 local function fn_heartbeat(KEYS, ARGV)
@@ -13,6 +14,8 @@ local function fn_heartbeat(KEYS, ARGV)
   local id = ARGV[4]
   local s = spec_get(id, 'display')
   if not s then return refuse(E.SPECIALIST_NOT_FOUND) end
+  refused = incarnation_refused(s, ARGV[6])
+  if refused then return refused end
   local could_take_work = can_take_work(s)
   local availability = ARGV[5]
   if availability == '' then

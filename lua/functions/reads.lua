@@ -5,8 +5,8 @@
   get_assignment  ARGV[4] subtask id -> {0, view, the subtask as submitted, its learned
                   factors ('' none)}; SUBTASK_NOT_FOUND
   in_flight       ARGV[4] specialist id -> {0, the type's epoch counter, {view, subtask} ...
-                  oldest epoch first}; SPECIALIST_NOT_FOUND. Every assignment up to that epoch
-                  happened before this read.
+                  oldest epoch first}, its incarnation ('' none); SPECIALIST_NOT_FOUND. Every
+                  assignment up to that epoch happened before this read.
   queue_position  ARGV[4] subtask id -> {0, type, position, depth}; SUBTASK_NOT_FOUND,
                   NOT_QUEUED (state). ZRANK: O(log N).
   list_queue      ARGV[4] page size, ARGV[5] '' or the queue score after which the page starts
@@ -44,7 +44,7 @@ local function fn_in_flight(KEYS, ARGV)
     local r = sub_get(held[i])
     if r then events[#events + 1] = {view(r), sub_spec(r)} end
   end
-  return {0, tonum(rcall('GET', P .. K.epoch) or '0'), events}
+  return {0, tonum(rcall('GET', P .. K.epoch) or '0'), events, s.inc}
 end
 
 local function fn_queue_position(KEYS, ARGV)

@@ -8,11 +8,37 @@
   ARGV[10] '1': the id was just moved here (clear its moved mark)
   ARGV[11] the performance record carried over from the type it was bound to: "<n> <ok> <q> <t>
            <w>" (w '-' when empty), '!' (start empty), '' (nothing carried)
-  Replies {0, 'ok', specialist, 1 created / 0 updated}; {0, 'retry'} (the id moved to another
-  type since the store read the directory); {0, 'taken'} (a minted id exists already).
-  Writes s:<id> (a new record takes its performance record from perf:<id>), specs, cap:<c>,
+  ARGV[12] an incarnation   ARGV[13] what to do with it: 'keep' (the caller's live one: update
+           the registration), 'start' (a new one; SPECIALIST_LIVE while the current one's lease
+           is live), 'take' (a new one whatever the current one's lease)
+  A new incarnation of a registered id ends the current one: INC goes to its watchers, and
+  what it held goes back to the head of its queue with attempt + 1 (FAILED past max attempts)
+  and to whoever can take it, as when a lease lapses.
+  Replies {0, 'ok', specialist, 1 created / 0 updated, incarnation}; {0, 'retry'} (the id moved
+  to another type since the store read the directory); {0, 'taken'} (a minted id exists
+  already). Refusals: SPECIALIST_LIVE (lease expiry), INCARNATION_ENDED (the one given).
+  Writes s:<id> (inc; a new record takes its performance record from perf:<id>), specs, cap:<c>,
   free, leases, moved:<id>, perf:<id>, and what the drain assigns. Outbox `R`.
 ]]
+
+-- Ends the specialist's current incarnation: its watchers hear of the new one, and what it held
+-- is taken back as a spent attempt. Returns the subtasks requeued (to place once registered).
+local function end_incarnation(s, incarnation)
+  publish_incarnation(s.id, incarnation)
+  local held = held_newest_first(s)
+  spec_set(s, 'act', 0)
+  spec_set(s, 'hl', '')
+  local requeued = {}
+  for i = 1, #held do
+    local r = held[i]
+    local revoked = holder_of(r)
+    if requeue_or_fail(r, true, 'specialist ' .. s.id .. ' restarted (a new incarnation)') then
+      requeued[#requeued + 1] = r
+    end
+    publish(s.id, 'REVOKED', r, revoked)
+  end
+  return requeued
+end
 
 local function fn_register(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SPECIALIST_NOT_FOUND)
@@ -24,6 +50,14 @@ local function fn_register(KEYS, ARGV)
   end
   local s = spec_get(id)
   if ARGV[9] == '1' and s then return {0, 'taken'} end
+  local incarnation, mode = ARGV[12], ARGV[13]
+  if mode == 'keep' then
+    if not s then return refuse(E.INCARNATION_ENDED, incarnation) end
+    refused = incarnation_refused(s, incarnation)
+    if refused then return refused end
+  elseif s and mode ~= 'take' and s.lease > NOW then
+    return refuse(E.SPECIALIST_LIVE, s.lease)
+  end
   local perf_key = P .. K.perf .. id
   local carried = ARGV[11]
   if carried ~= '' then
@@ -40,6 +74,8 @@ local function fn_register(KEYS, ARGV)
   local lease = NOW + POL.lease_ttl
   local old_caps = {}
   local created = 0
+  local requeued = {}
+  if s and mode ~= 'keep' then requeued = end_incarnation(s, incarnation) end
   if s then
     spec_display(s)
     old_caps = spec_caps(s)
@@ -54,7 +90,8 @@ local function fn_register(KEYS, ARGV)
     local perf = rcall('HMGET', perf_key, 'n', 'ok', 'q', 't', 'w')
     local window = perf[5] or ''
     s = {
-      id = id, caps = caps, max = max, av = ARGV[8], lease = lease, act = 0, lseq = 0, fm = '', hl = '',
+      id = id, inc = incarnation, caps = caps, max = max, av = ARGV[8], lease = lease, act = 0,
+      lseq = 0, fm = '', hl = '',
       ws = window_successes(window), wn = #window, pn = tonum(perf[1] or '0'),
       pok = tonum(perf[2] or '0'), pq = perf[3] or '0', pt = perf[4] or '0', w = window,
       reg = NOW_TEXT, hb = NOW_TEXT, lab = ARGV[7], padded = false, list = false, dirty = false,
@@ -73,8 +110,11 @@ local function fn_register(KEYS, ARGV)
   end
   capabilities_changed()
   rcall('ZADD', P .. K.leases, lease, id)
+  spec_set(s, 'inc', incarnation)
   refile(s)
+  place_all(requeued)
   drain_for(s)
-  outbox('k', 'R', 'sp', id, 'caps', caps, 'max', max, 'lab', ARGV[7], 'av', ARGV[8])
-  return flush({0, 'ok', specialist_reply(s), created})
+  outbox('k', 'R', 'sp', id, 'caps', caps, 'max', max, 'lab', ARGV[7], 'av', ARGV[8], 'inc',
+    incarnation)
+  return flush({0, 'ok', specialist_reply(s), created, incarnation})
 end

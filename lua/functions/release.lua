@@ -4,6 +4,7 @@
   to the head of its queue with attempt + 1 (FAILED past max attempts) and to whoever can take it.
   KEYS[1]  meta, or the subtask's directory key (see context.lua)
   ARGV[4]  subtask id   ARGV[5] specialist id   ARGV[6] epoch   ARGV[7] reason
+  ARGV[8]  the holder's incarnation ('' none: fenced by the epoch alone)
   Replies {0, view}. Refusals as complete.
 ]]
 
@@ -11,10 +12,12 @@ local function fn_release(KEYS, ARGV)
   local refused = begin(KEYS, ARGV, E.SUBTASK_NOT_FOUND)
   if refused then return refused end
   local id, specialist_id = ARGV[4], ARGV[5]
+  local s = spec_get(specialist_id)
+  refused = incarnation_refused(s, ARGV[8])
+  if refused then return refused end
   local r = sub_get(id)
   refused = fenced(r, specialist_id, ARGV[6])
   if refused then return refused end
-  local s = spec_get(specialist_id)
   free_holder_slot(s, r)
   if r.excl == '' then
     sub_set(r, 'excl', specialist_id)

@@ -3,7 +3,8 @@
   message each: lines `to`, `kind`, the subtask id, the routed type, the queue position ('' unless
   QUEUED) and the length of v, then v (the assignment state as stored, subtasks.lua) and the
   subtask as submitted (opaque); a replica reads the first line and skips events for streams it
-  does not hold without reading anything else. A deregistration sends `to` and END.
+  does not hold without reading anything else. A deregistration sends `to` and END; a new
+  incarnation `to`, INC and the incarnation.
   Outbox entries (with Postgres configured) go to the slot's `outbox` stream as flat fields
   (`k` names the kind; src/store/redis/outbox.rs decodes them): one per subtask the call
   changed, with the state it ended in (and the completion report that finished it, if one did),
@@ -20,6 +21,11 @@ end
 
 local function publish_end(to)
   rcall('PUBLISH', POL.channel, to .. '\nEND')
+end
+
+-- A new incarnation of `to` started: watch streams of any other one end.
+local function publish_incarnation(to, incarnation)
+  rcall('PUBLISH', POL.channel, to .. '\nINC\n' .. incarnation)
 end
 
 -- The subtask changed in this call: one outbox entry with the state it ends the call in.

@@ -11,6 +11,8 @@
     p     its performance record while registered: pn and pok (reports, successes), pq and pt
           (quality and time sums, %.17g), w (the last WINDOW outcomes as 1/0)
     d     for display: reg and hb (registered, last heartbeat ms), lab (labels, opaque, last)
+  inc   its incarnation: the session id of the process that registered it last (a record from
+        before incarnations has none).
   `perf:<id>` (hash n, ok, q, t, w) keeps the performance record while the id is not registered
   (written when it deregisters, read when it registers), so it outlives a registration.
 ]]
@@ -23,7 +25,7 @@ local D_PATTERN = '^([^\t]*)\t([^\t]*)\t(.*)$'
 -- Which part each field lives in (what flush writes when the field changed).
 local SPEC_PART = {
   caps = 'caps', max = 'r', av = 'r', lease = 'r', act = 'r', lseq = 'r', fm = 'r', ws = 'r',
-  wn = 'r', hl = 'r', pn = 'p', pok = 'p', pq = 'p', pt = 'p', w = 'p', reg = 'd', hb = 'd', lab = 'd'
+  wn = 'r', hl = 'r', inc = 'inc', pn = 'p', pok = 'p', pq = 'p', pt = 'p', w = 'p', reg = 'd', hb = 'd', lab = 'd'
 }
 
 local function spec_record(id, caps, r)
@@ -53,19 +55,20 @@ local function spec_get(id, also)
   if cached ~= nil then return cached or nil end
   local values
   if also == 'perf' then
-    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'p')
+    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'inc', 'p')
   elseif also == 'display' then
-    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'd')
+    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'inc', 'd')
   else
-    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r')
+    values = rcall('HMGET', P .. K.specialist .. id, 'caps', 'r', 'inc')
   end
   if not values[2] then
     SPECS[id] = false
     return nil
   end
   local s = spec_record(id, values[1], values[2])
-  if also == 'perf' then spec_load_perf(s, values[3]) end
-  if also == 'display' then spec_load_display(s, values[3]) end
+  s.inc = values[3] or ''
+  if also == 'perf' then spec_load_perf(s, values[4]) end
+  if also == 'display' then spec_load_display(s, values[4]) end
   SPECS[id] = s
   return s
 end
@@ -103,7 +106,7 @@ end
 local function spec_new(s)
   SPECS[s.id] = s
   s.new = true
-  s.dirty = {caps = true, r = true, p = true, d = true}
+  s.dirty = {caps = true, r = true, p = true, d = true, inc = true}
   SPEC_WRITES[#SPEC_WRITES + 1] = s
 end
 
@@ -136,6 +139,10 @@ local function spec_fields(s, command)
   if dirty.d then
     command[#command + 1] = 'd'
     command[#command + 1] = s.reg .. '\t' .. s.hb .. '\t' .. s.lab
+  end
+  if dirty.inc then
+    command[#command + 1] = 'inc'
+    command[#command + 1] = s.inc
   end
 end
 
@@ -231,4 +238,12 @@ end
 local function specialist_reply(s)
   spec_display(s)
   return {s.id, TYPE, s.caps, pack_r(s), s.reg .. '\t' .. s.hb .. '\t' .. s.lab}
+end
+
+-- The refusal when a call names an incarnation other than the specialist's current one (none
+-- given, an unknown specialist or one without an incarnation: nothing to check).
+local function incarnation_refused(s, given)
+  if given == nil or given == '' or not s then return nil end
+  if s.inc ~= '' and s.inc ~= given then return refuse(E.INCARNATION_ENDED, given) end
+  return nil
 end

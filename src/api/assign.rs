@@ -119,8 +119,16 @@ impl AssignService for AssignApi {
         request: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
         let request = request.into_inner();
-        convert::id("specialist_id", &request.specialist_id)?;
-        let stream = watch::open(self.context.clone(), request.specialist_id).await?;
+        let mut violations = convert::Violations::default();
+        violations.id("specialist_id", &request.specialist_id);
+        violations.incarnation("incarnation", &request.incarnation);
+        violations.finish()?;
+        let stream = watch::open(
+            self.context.clone(),
+            request.specialist_id,
+            request.incarnation,
+        )
+        .await?;
         Ok(Response::new(stream))
     }
 }

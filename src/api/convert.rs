@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 
 use prost_types::Timestamp;
 
+use crate::domain::error::StoreError;
 use crate::domain::limits::*;
 use crate::domain::performance::{PERFORMANCE_PRIOR, PERFORMANCE_WINDOW};
 use crate::domain::policy::RoutingPolicy;
 use crate::domain::scoring::{Factor, ScoreBreakdown};
-use crate::domain::specialist::{Availability, Registration, Specialist};
+use crate::domain::specialist::{Availability, Incarnation, Registration, Specialist};
 use crate::domain::subtask::{
     AssignmentView, CompletionReport, ReleaseRequest, Subtask, SubtaskSpec, SubtaskState,
     WatchEvent, WatchEventKind,
@@ -50,6 +51,23 @@ impl Violations {
             self.add(
                 field,
                 "must be printable, without whitespace or control characters",
+            );
+        }
+    }
+
+    /// Incarnations: as Register returns them (hex, at most 64 characters).
+    pub fn incarnation(&mut self, field: &str, value: &str) {
+        if value.is_empty() {
+            self.add(
+                field,
+                "must not be empty: pass the incarnation Register returned",
+            );
+        } else if value.len() > MAX_INCARNATION_BYTES
+            || !value.bytes().all(|byte| byte.is_ascii_hexdigit())
+        {
+            self.add(
+                field,
+                format!("must be the incarnation Register returned (at most {MAX_INCARNATION_BYTES} hex digits)"),
             );
         }
     }
@@ -217,6 +235,22 @@ pub fn registration(
     }
     let availability =
         availability_from_proto("availability", request.availability, &mut violations);
+    let incarnation = if request.incarnation.is_empty() {
+        Incarnation::Start {
+            incarnation: Incarnation::mint()
+                .map_err(|error| ApiError::Store(StoreError::Internal(error)))?,
+            take_over: request.take_over,
+        }
+    } else {
+        violations.incarnation("incarnation", &request.incarnation);
+        if request.take_over {
+            violations.add(
+                "take_over",
+                "a Register that keeps its incarnation takes nothing over; leave incarnation empty to start a new one",
+            );
+        }
+        Incarnation::Keep(request.incarnation)
+    };
     violations.finish()?;
     Ok(Registration {
         specialist_id: (!request.specialist_id.is_empty()).then_some(request.specialist_id),
@@ -225,7 +259,17 @@ pub fn registration(
         max_concurrency: (request.max_concurrency > 0).then_some(request.max_concurrency),
         labels: request.labels.into_iter().collect::<BTreeMap<_, _>>(),
         availability: availability.unwrap_or(Availability::Online),
+        incarnation,
     })
+}
+
+/// An optional incarnation field: None when empty.
+fn optional_incarnation(violations: &mut Violations, field: &str, value: String) -> Option<String> {
+    if value.is_empty() {
+        return None;
+    }
+    violations.incarnation(field, &value);
+    Some(value)
 }
 
 /// Checks one required id field.
@@ -327,12 +371,14 @@ pub fn release_request(request: pb::ReleaseRequest) -> Result<ReleaseRequest, Ap
     violations.id("specialist_id", &request.specialist_id);
     violations.epoch("epoch", request.epoch);
     violations.text("reason", &request.reason, MAX_REASON_BYTES);
+    let incarnation = optional_incarnation(&mut violations, "incarnation", request.incarnation);
     violations.finish()?;
     Ok(ReleaseRequest {
         subtask_id: request.subtask_id,
         specialist_id: request.specialist_id,
         epoch: request.epoch,
         reason: request.reason,
+        incarnation,
     })
 }
 
@@ -366,6 +412,7 @@ pub fn completion_report(
             ),
         );
     }
+    let incarnation = optional_incarnation(&mut violations, "incarnation", request.incarnation);
     violations.finish()?;
     Ok(CompletionReport {
         subtask_id: request.subtask_id,
@@ -375,6 +422,7 @@ pub fn completion_report(
         completion_time_ms: request.completion_time_ms,
         quality_score: request.quality_score,
         detail: request.detail,
+        incarnation,
     })
 }
 

@@ -38,12 +38,14 @@ impl RegisterService for RegisterApi {
             specialist_id = %specialist.specialist_id,
             specialist_type = %specialist.specialist_type,
             created = registered.created,
+            incarnation = %registered.incarnation,
             "specialist registered"
         );
         Ok(Response::new(pb::RegisterResponse {
             specialist: Some(convert::specialist_to_proto(specialist)),
             heartbeat_interval_ms: self.context.heartbeat_interval_ms,
             lease_ttl_ms: self.context.policy.lease_ttl_ms,
+            incarnation: registered.incarnation,
         }))
     }
 
@@ -54,13 +56,14 @@ impl RegisterService for RegisterApi {
         let request = request.into_inner();
         let mut violations = convert::Violations::default();
         violations.id("specialist_id", &request.specialist_id);
+        violations.incarnation("incarnation", &request.incarnation);
         let availability =
             convert::availability_from_proto("availability", request.availability, &mut violations);
         violations.finish()?;
         let specialist = self
             .context
             .store
-            .heartbeat(&request.specialist_id, availability)
+            .heartbeat(&request.specialist_id, &request.incarnation, availability)
             .await
             .map_err(ApiError::from)?;
         let lease_expires_at = convert::timestamp(specialist.lease_expires_at_ms);

@@ -50,7 +50,9 @@ fn store_status(error: StoreError) -> Status {
     match error {
         StoreError::NotFound { .. } => Status::not_found(error.to_string()),
         StoreError::InvalidArgument { field, message } => invalid_argument(vec![(field, message)]),
-        StoreError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
+        StoreError::AlreadyExists { .. } | StoreError::SpecialistLive { .. } => {
+            Status::already_exists(error.to_string())
+        }
         StoreError::FailedPrecondition(precondition) => {
             Status::failed_precondition(precondition.to_string())
         }

@@ -11,7 +11,7 @@ use tracing::{debug, Instrument};
 
 use crate::domain::subtask::{Holder, WatchEvent, WatchEventKind};
 use crate::pb;
-use crate::store::{Feed, FeedItem, InFlight};
+use crate::store::{Feed, FeedItem, InFlight, Precondition, StoreError};
 
 use super::status::ApiError;
 use super::watch_slots::WatchSlot;
@@ -26,8 +26,13 @@ const STREAM_BUFFER: usize = 64;
 const DELIVERED_TRIM_AT: usize = 4096;
 
 /// Subscribes first, then reads in-flight work, so nothing assigned in between is missed.
-/// RESOURCE_EXHAUSTED when the server keeps `--max-watch-streams` open already.
-pub async fn open(context: ApiContext, specialist_id: String) -> Result<WatchStream, ApiError> {
+/// RESOURCE_EXHAUSTED when the server keeps `--max-watch-streams` open already;
+/// FAILED_PRECONDITION when `incarnation` is not the specialist's current one.
+pub async fn open(
+    context: ApiContext,
+    specialist_id: String,
+    incarnation: String,
+) -> Result<WatchStream, ApiError> {
     let Some(slot) = context.watch_slots.take() else {
         return Err(ApiError::RateLimited(format!(
             "this server keeps {} watch streams open already (--max-watch-streams); retry later or on another replica",
@@ -36,13 +41,38 @@ pub async fn open(context: ApiContext, specialist_id: String) -> Result<WatchStr
     };
     let feed = context.store.subscribe(&specialist_id).await?;
     let in_flight = context.store.in_flight(&specialist_id).await?;
-    Ok(forward(context, specialist_id, feed, in_flight, slot))
+    if let Some(ended) = ended(&specialist_id, &incarnation, &in_flight) {
+        return Err(ended.into());
+    }
+    Ok(forward(
+        context,
+        specialist_id,
+        incarnation,
+        feed,
+        in_flight,
+        slot,
+    ))
+}
+
+/// Why a stream for `incarnation` cannot go on, when the store's current one is another.
+fn ended(specialist_id: &str, incarnation: &str, in_flight: &InFlight) -> Option<StoreError> {
+    let current = in_flight.incarnation.as_deref()?;
+    (current != incarnation).then(|| ended_error(specialist_id, incarnation))
+}
+
+fn ended_error(specialist_id: &str, incarnation: &str) -> StoreError {
+    Precondition::IncarnationEnded {
+        specialist_id: specialist_id.to_string(),
+        incarnation: incarnation.to_string(),
+    }
+    .into()
 }
 
 /// Replays `in_flight`, then forwards `feed` (subscribed before `in_flight` was read).
 fn forward(
     context: ApiContext,
     specialist_id: String,
+    incarnation: String,
     feed: Feed,
     in_flight: InFlight,
     slot: WatchSlot,
@@ -52,6 +82,7 @@ fn forward(
     let forwarder = Forwarder {
         context,
         specialist_id,
+        incarnation,
         sender,
         delivered: HashMap::new(),
         snapshot_epoch: 0,
@@ -71,6 +102,8 @@ struct Forwarder {
     _slot: WatchSlot,
     context: ApiContext,
     specialist_id: String,
+    /// The incarnation this stream serves: it ends when another one starts.
+    incarnation: String,
     sender: Sender,
     /// Subtask id -> the holder record this stream delivered as ASSIGNED and has not seen revoked.
     delivered: HashMap<String, Holder>,
@@ -101,6 +134,10 @@ impl Forwarder {
                 None => Err(self.end_deregistered().await),
                 Some(FeedItem::Lagged) => self.catch_up().await,
                 Some(FeedItem::Event(event)) => self.forward(*event).await,
+                Some(FeedItem::Incarnation(current)) if current != self.incarnation => {
+                    Err(self.end_incarnation().await)
+                }
+                Some(FeedItem::Incarnation(_)) => Ok(()),
             };
             if outcome.is_err() {
                 return;
@@ -114,6 +151,13 @@ impl Forwarder {
             self.specialist_id
         ));
         let _ = self.sender.send(Err(status)).await;
+        WatcherGone
+    }
+
+    /// Another process registered the id: this stream's incarnation is over.
+    async fn end_incarnation(&self) -> WatcherGone {
+        let error = ended_error(&self.specialist_id, &self.incarnation);
+        let _ = self.sender.send(Err(ApiError::from(error).into())).await;
         WatcherGone
     }
 
@@ -189,6 +233,9 @@ impl Forwarder {
         let Ok(in_flight) = self.context.store.in_flight(&self.specialist_id).await else {
             return Err(self.end_deregistered().await);
         };
+        if ended(&self.specialist_id, &self.incarnation, &in_flight).is_some() {
+            return Err(self.end_incarnation().await);
+        }
         let held: HashMap<&str, u64> = in_flight
             .events
             .iter()
@@ -253,7 +300,7 @@ mod tests {
     use super::*;
     use crate::api::rate_limit::RateLimiter;
     use crate::domain::policy::RoutingPolicy;
-    use crate::domain::specialist::{Availability, Registration};
+    use crate::domain::specialist::{Availability, Incarnation, Registration};
     use crate::domain::subtask::{CompletionReport, SubtaskSpec};
     use crate::store::memory::MemoryStore;
     use crate::store::Store;
@@ -284,6 +331,10 @@ mod tests {
                 max_concurrency: Some(2),
                 labels: Default::default(),
                 availability: Availability::Online,
+                incarnation: Incarnation::Start {
+                    incarnation: "a1".into(),
+                    take_over: false,
+                },
             })
             .await
             .unwrap();
@@ -299,6 +350,7 @@ mod tests {
                 completion_time_ms: 1,
                 quality_score: 1.0,
                 detail: String::new(),
+                incarnation: None,
             })
             .await
             .unwrap();
@@ -321,7 +373,7 @@ mod tests {
         };
         let feed = futures::stream::iter([stale]).chain(live).boxed();
         let slot = context.watch_slots.take().expect("a slot");
-        let mut stream = forward(context, "s1".into(), feed, in_flight, slot);
+        let mut stream = forward(context, "s1".into(), "a1".into(), feed, in_flight, slot);
         store.assign(spec("next")).await.unwrap();
         let first = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await

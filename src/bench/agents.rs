@@ -137,6 +137,8 @@ struct Agent {
     context: Arc<RunContext>,
     spec: Arc<AgentSpec>,
     id: String,
+    /// The session Register started (every call carries it).
+    incarnation: String,
     channel: Channel,
     heartbeat_every: Duration,
     /// Share of the interval before the first heartbeat.
@@ -161,20 +163,26 @@ impl Agent {
             max_concurrency: spec.max_concurrency,
             labels: Default::default(),
             availability: pb::Availability::Online as i32,
+            incarnation: String::new(),
+            // The run owns its ids: an agent of an earlier run that is still live is replaced.
+            take_over: true,
         });
         request.set_timeout(context.timeout);
         let reply = register.register(request).await.map_err(|status| {
             context.stats.errors.record("Register", status.code());
             anyhow::anyhow!("registering agent {id}: {status}")
         })?;
-        let interval_ms = u64::try_from(reply.into_inner().heartbeat_interval_ms).unwrap_or(0);
-        let stream = watch(&context, &channel, &id)
+        let reply = reply.into_inner();
+        let interval_ms = u64::try_from(reply.heartbeat_interval_ms).unwrap_or(0);
+        let incarnation = reply.incarnation;
+        let stream = watch(&context, &channel, &id, &incarnation)
             .await
             .with_context(|| format!("opening the stream of agent {id}"))?;
         let agent = Self {
             context,
             spec,
             id,
+            incarnation,
             channel,
             heartbeat_every: Duration::from_millis(interval_ms).max(MIN_HEARTBEAT),
             heartbeat_phase,
@@ -189,6 +197,7 @@ impl Agent {
             self.context.clone(),
             self.channel.clone(),
             self.id.clone(),
+            self.incarnation.clone(),
             self.heartbeat_every,
             self.heartbeat_every.mul_f64(self.heartbeat_phase),
         )));
@@ -220,7 +229,7 @@ impl Agent {
             reconnects += 1;
             self.context.stats.reconnects.incr();
             tokio::time::sleep(RECONNECT_DELAY).await;
-            match watch(&self.context, &self.channel, &self.id).await {
+            match watch(&self.context, &self.channel, &self.id, &self.incarnation).await {
                 Ok(reopened) => stream = reopened,
                 Err(error) => debug!(agent = %self.id, %error, "reopening the stream failed"),
             }
@@ -253,6 +262,7 @@ impl Agent {
             context: self.context.clone(),
             channel: self.channel.clone(),
             specialist_id: self.id.clone(),
+            incarnation: self.incarnation.clone(),
             subtask_id: assignment.subtask_id,
             epoch: assignment.epoch,
         };
@@ -283,6 +293,7 @@ struct Work {
     context: Arc<RunContext>,
     channel: Channel,
     specialist_id: String,
+    incarnation: String,
     subtask_id: String,
     epoch: u64,
 }
@@ -301,6 +312,7 @@ impl Work {
             completion_time_ms: think.as_millis() as u64,
             quality_score: 0.9,
             detail: String::new(),
+            incarnation: self.incarnation,
         });
         request.set_timeout(self.context.timeout);
         let started = Instant::now();
@@ -325,6 +337,7 @@ impl Work {
             specialist_id: self.specialist_id,
             epoch: self.epoch,
             reason: "switchboard bench agent: not this run's subtask".into(),
+            incarnation: self.incarnation,
         });
         request.set_timeout(self.context.timeout);
         if let Err(status) = client.release(request).await {
@@ -333,10 +346,16 @@ impl Work {
     }
 }
 
-async fn watch(context: &RunContext, channel: &Channel, id: &str) -> Result<Stream, tonic::Status> {
+async fn watch(
+    context: &RunContext,
+    channel: &Channel,
+    id: &str,
+    incarnation: &str,
+) -> Result<Stream, tonic::Status> {
     let mut client = AssignServiceClient::new(channel.clone());
     let request = pb::WatchAssignmentsRequest {
         specialist_id: id.to_string(),
+        incarnation: incarnation.to_string(),
     };
     client
         .watch_assignments(request)
@@ -355,6 +374,7 @@ async fn heartbeat(
     context: Arc<RunContext>,
     channel: Channel,
     id: String,
+    incarnation: String,
     every: Duration,
     phase: Duration,
 ) {
@@ -370,6 +390,7 @@ async fn heartbeat(
         let mut request = Request::new(pb::HeartbeatRequest {
             specialist_id: id.clone(),
             availability: pb::Availability::Unspecified as i32,
+            incarnation: incarnation.clone(),
         });
         request.set_timeout(context.timeout);
         if let Err(status) = client.heartbeat(request).await {

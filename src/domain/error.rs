@@ -14,6 +14,12 @@ pub enum StoreError {
     InvalidArgument { field: String, message: String },
     #[error("subtask {subtask_id} exists with different content")]
     AlreadyExists { subtask_id: String },
+    /// Register without take_over while another incarnation of the id is live.
+    #[error("specialist {specialist_id} is registered by a live process (its lease runs until {lease_expires_at_ms} ms); register with take_over to replace it, or with its incarnation to update it")]
+    SpecialistLive {
+        specialist_id: String,
+        lease_expires_at_ms: i64,
+    },
     #[error("{0}")]
     FailedPrecondition(Precondition),
     #[error("{0}")]
@@ -60,6 +66,12 @@ pub enum Precondition {
         specialist_id: String,
         registered: String,
         requested: String,
+    },
+    /// The call names an incarnation of the specialist that another Register ended (or never was).
+    #[error("incarnation {incarnation} of specialist {specialist_id} has ended: another process registered the id")]
+    IncarnationEnded {
+        specialist_id: String,
+        incarnation: String,
     },
     /// Concurrent calls kept changing what this one depends on; retrying is expected to work.
     #[error("{0}")]

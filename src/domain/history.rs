@@ -27,6 +27,8 @@ pub enum Change {
         max_concurrency: u32,
         labels: BTreeMap<String, String>,
         availability: Availability,
+        /// The registering process's incarnation (None in history written before incarnations).
+        incarnation: Option<String>,
     },
     /// Availability changed (heartbeat, lease lapse).
     SpecialistAvailability {

@@ -2,6 +2,8 @@
 
 /// Longest id (subtask, specialist, parent, dependency), in bytes.
 pub const MAX_ID_BYTES: usize = 128;
+/// Longest incarnation accepted (the server issues 24 hex digits).
+pub const MAX_INCARNATION_BYTES: usize = 64;
 /// Most capabilities on a specialist or a subtask.
 pub const MAX_CAPABILITIES: usize = 64;
 /// Longest capability name, in bytes.

@@ -21,6 +21,8 @@ pub struct Registered {
     pub specialist: Specialist,
     /// False when an existing registration was updated.
     pub created: bool,
+    /// The incarnation now live.
+    pub incarnation: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -108,4 +110,7 @@ pub struct InFlight {
     pub events: Vec<WatchEvent>,
     /// The type's epoch counter when `events` was read.
     pub epoch: u64,
+    /// The specialist's incarnation when `events` was read (None: a registration from before
+    /// incarnations, restored without one).
+    pub incarnation: Option<String>,
 }

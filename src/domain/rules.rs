@@ -60,10 +60,14 @@ pub enum RefusalCode {
     BadPageToken = 12,
     /// The slot runs under another policy or library fingerprint (with the one found).
     Policy = 13,
+    /// A Register without take_over while another incarnation's lease is live (with its expiry).
+    SpecialistLive = 14,
+    /// A call for an incarnation that is not the specialist's current one (with the one given).
+    IncarnationEnded = 15,
 }
 
 impl RefusalCode {
-    pub const ALL: [RefusalCode; 13] = [
+    pub const ALL: [RefusalCode; 15] = [
         RefusalCode::SpecialistNotFound,
         RefusalCode::SubtaskNotFound,
         RefusalCode::NotAssigned,
@@ -77,6 +81,8 @@ impl RefusalCode {
         RefusalCode::TypeMismatch,
         RefusalCode::BadPageToken,
         RefusalCode::Policy,
+        RefusalCode::SpecialistLive,
+        RefusalCode::IncarnationEnded,
     ];
 
     pub fn from_code(code: i64) -> Option<Self> {
@@ -101,6 +107,8 @@ impl RefusalCode {
             RefusalCode::TypeMismatch => "TYPE_MISMATCH",
             RefusalCode::BadPageToken => "BAD_PAGE_TOKEN",
             RefusalCode::Policy => "POLICY",
+            RefusalCode::SpecialistLive => "SPECIALIST_LIVE",
+            RefusalCode::IncarnationEnded => "INCARNATION_ENDED",
         }
     }
 }

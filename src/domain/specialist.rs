@@ -51,6 +51,34 @@ pub struct Registration {
     pub max_concurrency: Option<u32>,
     pub labels: BTreeMap<String, String>,
     pub availability: Availability,
+    /// Which incarnation the call is for (see `Incarnation`).
+    pub incarnation: Incarnation,
+}
+
+/// What a Register says about the process's session with the id.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incarnation {
+    /// The caller's live incarnation: update the registration, keep the incarnation and its work.
+    Keep(String),
+    /// Start this new incarnation (minted by the caller of the store). With `take_over`, even
+    /// while another incarnation's lease is live.
+    Start {
+        incarnation: String,
+        take_over: bool,
+    },
+}
+
+/// Bytes of randomness in an incarnation (written as hex).
+const INCARNATION_BYTES: usize = 12;
+
+impl Incarnation {
+    /// A new incarnation id: random, so no other process can guess or reuse one.
+    pub fn mint() -> Result<String, String> {
+        let mut bytes = [0u8; INCARNATION_BYTES];
+        getrandom::fill(&mut bytes)
+            .map_err(|error| format!("no randomness for an incarnation: {error}"))?;
+        Ok(bytes.iter().map(|byte| format!("{byte:02x}")).collect())
+    }
 }
 
 /// A specialist as the store knows it now.

@@ -111,6 +111,8 @@ pub struct CompletionReport {
     pub completion_time_ms: u64,
     pub quality_score: f64,
     pub detail: String,
+    /// The holder's incarnation; None is fenced by the epoch alone.
+    pub incarnation: Option<String>,
 }
 
 /// A hand-back, fenced by specialist and epoch.
@@ -120,4 +122,6 @@ pub struct ReleaseRequest {
     pub specialist_id: String,
     pub epoch: u64,
     pub reason: String,
+    /// The holder's incarnation; None is fenced by the epoch alone.
+    pub incarnation: Option<String>,
 }

@@ -85,6 +85,7 @@ fn feed(engine: &LearnedEngine, count: usize, offset: usize) {
             completion_time_ms: 100,
             quality_score: if success { 0.9 } else { 0.1 },
             detail: String::new(),
+            incarnation: None,
         });
     }
 }

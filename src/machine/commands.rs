@@ -7,7 +7,7 @@ use crate::domain::learned::LearnedFactors;
 
 use crate::domain::error::{Precondition, StoreError, StoreResult};
 use crate::domain::reads::{ExpirySummary, Registered};
-use crate::domain::specialist::{Availability, Registration, Specialist};
+use crate::domain::specialist::{Availability, Incarnation, Registration, Specialist};
 use crate::domain::subtask::{
     AssignmentView, CompletionReport, Holder, ReleaseRequest, Subtask, SubtaskSpec, SubtaskState,
 };
@@ -26,7 +26,8 @@ impl Machine {
             None => self.mint_specialist_id(&registration.specialist_type),
         };
         let new_capabilities = registration.capabilities.clone();
-        let (created, old_capabilities) = match self.specialists.get_mut(&specialist_id) {
+        let mut requeued = false;
+        let (created, old_capabilities, incarnation) = match self.specialists.get(&specialist_id) {
             Some(existing) => {
                 if existing.specialist_type != registration.specialist_type {
                     return Err(Precondition::TypeMismatch {
@@ -36,6 +37,34 @@ impl Machine {
                     }
                     .into());
                 }
+                let incarnation = match registration.incarnation {
+                    Incarnation::Keep(incarnation) => {
+                        if existing.incarnation != incarnation {
+                            return Err(Precondition::IncarnationEnded {
+                                specialist_id: specialist_id.clone(),
+                                incarnation,
+                            }
+                            .into());
+                        }
+                        incarnation
+                    }
+                    Incarnation::Start {
+                        incarnation,
+                        take_over,
+                    } => {
+                        if existing.lease_expires_at_ms > now_ms && !take_over {
+                            return Err(StoreError::SpecialistLive {
+                                specialist_id: specialist_id.clone(),
+                                lease_expires_at_ms: existing.lease_expires_at_ms,
+                            });
+                        }
+                        requeued = self.end_incarnation(&specialist_id, &incarnation, now_ms);
+                        incarnation
+                    }
+                };
+                let Some(existing) = self.specialists.get_mut(&specialist_id) else {
+                    return Err(StoreError::specialist_not_found(&specialist_id));
+                };
                 let old_capabilities =
                     std::mem::replace(&mut existing.capabilities, registration.capabilities);
                 existing.max_concurrency = max_concurrency;
@@ -43,9 +72,19 @@ impl Machine {
                 existing.availability = registration.availability;
                 existing.last_heartbeat_at_ms = now_ms;
                 existing.lease_expires_at_ms = lease_expires_at_ms;
-                (false, old_capabilities)
+                (false, old_capabilities, incarnation)
             }
             None => {
+                let incarnation = match registration.incarnation {
+                    Incarnation::Keep(incarnation) => {
+                        return Err(Precondition::IncarnationEnded {
+                            specialist_id: specialist_id.clone(),
+                            incarnation,
+                        }
+                        .into())
+                    }
+                    Incarnation::Start { incarnation, .. } => incarnation,
+                };
                 self.specialists.insert(
                     specialist_id.clone(),
                     SpecialistRecord {
@@ -60,13 +99,14 @@ impl Machine {
                         lease_expires_at_ms,
                         active: BTreeSet::new(),
                         last_assigned_seq: 0,
+                        incarnation: incarnation.clone(),
                     },
                 );
                 self.specialists_by_type
                     .entry(registration.specialist_type.clone())
                     .or_default()
                     .insert(specialist_id.clone());
-                (true, Vec::new())
+                (true, Vec::new(), incarnation)
             }
         };
         self.reindex_capabilities(
@@ -76,12 +116,60 @@ impl Machine {
             &new_capabilities,
         );
         self.reindex_free(&specialist_id);
+        if requeued {
+            self.drain(&registration.specialist_type, now_ms);
+        }
         self.drain_for(&specialist_id, now_ms);
         let specialist = self.specialist_snapshot(&specialist_id)?;
         Ok(Registered {
             specialist,
             created,
+            incarnation,
         })
+    }
+
+    /// A new incarnation replaces the specialist's current one: the old one's streams end, and
+    /// what it held is retried as a new attempt (or fails after the last), as when a lease lapses.
+    /// True when something went back to its queue.
+    fn end_incarnation(&mut self, specialist_id: &str, incarnation: &str, now_ms: i64) -> bool {
+        let Some(specialist) = self.specialists.get_mut(specialist_id) else {
+            return false;
+        };
+        specialist.incarnation = incarnation.to_string();
+        let held_set = std::mem::take(&mut specialist.active);
+        self.reindex_free(specialist_id);
+        if self.watched.contains(specialist_id) {
+            self.events.push(MachineEvent::Incarnation {
+                specialist_id: specialist_id.to_string(),
+                incarnation: incarnation.to_string(),
+            });
+        }
+        let held = self.held_oldest_last(&held_set);
+        let mut requeued = false;
+        for subtask_id in &held {
+            let revoked = self.holder_of(subtask_id);
+            let detail = format!("specialist {specialist_id} restarted (a new incarnation)");
+            requeued |= self.requeue_or_fail(subtask_id, Requeue::SpentAttempt, detail, now_ms);
+            self.revoke(revoked, subtask_id);
+        }
+        requeued
+    }
+
+    /// Refuses a call that names an incarnation of `specialist_id` other than its current one.
+    fn check_incarnation(&self, specialist_id: &str, incarnation: Option<&str>) -> StoreResult<()> {
+        let (Some(incarnation), Some(specialist)) =
+            (incarnation, self.specialists.get(specialist_id))
+        else {
+            return Ok(());
+        };
+        if specialist.incarnation == incarnation {
+            return Ok(());
+        }
+        Err(Precondition::IncarnationEnded {
+            specialist_id: specialist_id.to_string(),
+            incarnation: incarnation.to_string(),
+        }
+        .into())
     }
 
     fn mint_specialist_id(&mut self, specialist_type: &str) -> String {
@@ -108,10 +196,12 @@ impl Machine {
     pub fn heartbeat(
         &mut self,
         specialist_id: &str,
+        incarnation: &str,
         availability: Option<Availability>,
         now_ms: i64,
     ) -> StoreResult<Specialist> {
         let lease_ttl_ms = self.policy.lease_ttl_ms;
+        self.check_incarnation(specialist_id, Some(incarnation))?;
         let specialist = self
             .specialists
             .get_mut(specialist_id)
@@ -339,6 +429,7 @@ impl Machine {
                 return Ok(self.assignment_view(record));
             }
         }
+        self.check_incarnation(&report.specialist_id, report.incarnation.as_deref())?;
         self.fenced_holder(&report.subtask_id, &report.specialist_id, report.epoch)?;
         let specialist_type = self.free_holder_slot(&report.specialist_id, &report.subtask_id);
         self.performance
@@ -368,6 +459,7 @@ impl Machine {
     }
 
     pub fn release(&mut self, request: ReleaseRequest, now_ms: i64) -> StoreResult<AssignmentView> {
+        self.check_incarnation(&request.specialist_id, request.incarnation.as_deref())?;
         self.fenced_holder(&request.subtask_id, &request.specialist_id, request.epoch)?;
         let specialist_type = self.free_holder_slot(&request.specialist_id, &request.subtask_id);
         if let Some(record) = self.subtasks.get_mut(&request.subtask_id) {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::domain::learned::LearnedFactors;
 use crate::domain::policy::RoutingPolicy;
-use crate::domain::specialist::{capabilities_suffice, Availability, Registration};
+use crate::domain::specialist::{capabilities_suffice, Availability, Incarnation, Registration};
 use crate::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec, SubtaskState};
 
 use super::state::Machine;
@@ -173,15 +173,25 @@ fn run(seed: u64, steps: usize) {
                 capabilities.sort();
                 capabilities.dedup();
                 let slot = rng.below(6);
+                let specialist_id = format!("s{slot}");
+                // Half update the live incarnation, the rest start a new one (some taking over).
+                let incarnation = match state.specialists.get(&specialist_id) {
+                    Some(live) if rng.below(2) == 0 => Incarnation::Keep(live.incarnation.clone()),
+                    _ => Incarnation::Start {
+                        incarnation: format!("i{now_ms}"),
+                        take_over: rng.below(2) == 0,
+                    },
+                };
                 let _ = state.register(
                     Registration {
-                        specialist_id: Some(format!("s{slot}")),
+                        specialist_id: Some(specialist_id),
                         specialist_type,
                         capabilities,
                         // Fixed per id: lowering it on re-register legitimately leaves a specialist over.
                         max_concurrency: Some(1 + (slot % 3) as u32),
                         labels: BTreeMap::new(),
                         availability: Availability::Online,
+                        incarnation,
                     },
                     now_ms,
                 );
@@ -191,8 +201,9 @@ fn run(seed: u64, steps: usize) {
                     &specialist_ids[rng.below(specialist_ids.len() as u64) as usize];
                 let availability = [None, Some(Availability::Busy), Some(Availability::Offline)]
                     [rng.below(3) as usize];
+                let incarnation = state.specialists[specialist_id].incarnation.clone();
                 state
-                    .heartbeat(specialist_id, availability, now_ms)
+                    .heartbeat(specialist_id, &incarnation, availability, now_ms)
                     .unwrap();
             }
             2 if !specialist_ids.is_empty() && rng.below(4) == 0 => {
@@ -247,6 +258,9 @@ fn run(seed: u64, steps: usize) {
                     .get(rng.below(held.len().max(1) as u64) as usize)
                     .cloned()
                 {
+                    // The holder's incarnation, or (sometimes) none: fenced by the epoch alone.
+                    let incarnation = (rng.below(2) == 0)
+                        .then(|| state.specialists[&specialist_id].incarnation.clone());
                     if rng.below(4) == 0 {
                         state
                             .release(
@@ -255,6 +269,7 @@ fn run(seed: u64, steps: usize) {
                                     specialist_id,
                                     epoch,
                                     reason: String::new(),
+                                    incarnation,
                                 },
                                 now_ms,
                             )
@@ -271,6 +286,7 @@ fn run(seed: u64, steps: usize) {
                                     completion_time_ms: 10,
                                     quality_score: 0.5,
                                     detail: String::new(),
+                                    incarnation,
                                 },
                                 now_ms,
                             )

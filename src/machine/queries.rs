@@ -215,7 +215,11 @@ impl Machine {
             .counters
             .get(&specialist.specialist_type)
             .map_or(0, |counters| counters.epoch);
-        Ok(InFlight { events, epoch })
+        Ok(InFlight {
+            events,
+            epoch,
+            incarnation: Some(specialist.incarnation.clone()),
+        })
     }
 
     /// Who could take a new subtask right now: the eligible specialists of its routed type.

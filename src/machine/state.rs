@@ -52,6 +52,8 @@ pub(super) struct SpecialistRecord {
     pub active: BTreeSet<String>,
     /// Store-wide hand-out counter value of its latest assignment (0: never).
     pub last_assigned_seq: u64,
+    /// The live process's session (see `Incarnation`).
+    pub incarnation: String,
 }
 
 impl SpecialistRecord {
@@ -128,6 +130,11 @@ pub enum MachineEvent {
     },
     /// The specialist left: its watch streams end.
     Ended { specialist_id: String },
+    /// A new incarnation started: streams of any other end.
+    Incarnation {
+        specialist_id: String,
+        incarnation: String,
+    },
 }
 
 impl Machine {

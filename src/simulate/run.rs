@@ -14,7 +14,7 @@ use futures::{FutureExt, StreamExt};
 
 use crate::domain::learned::{CandidateInfo, LearnedFactors};
 use crate::domain::policy::RoutingPolicy;
-use crate::domain::specialist::{Availability, Registration};
+use crate::domain::specialist::{Availability, Incarnation, Registration};
 use crate::domain::subtask::{CompletionReport, SubtaskSpec, WatchEventKind};
 use crate::learned_scorer::checkpoints::MemoryCheckpoints;
 use crate::learned_scorer::features::SubtaskContext;
@@ -170,6 +170,10 @@ pub async fn run_policy(
                 max_concurrency: Some(scenario.max_concurrency),
                 labels: BTreeMap::new(),
                 availability: Availability::Online,
+                incarnation: Incarnation::Start {
+                    incarnation: format!("{index:x}"),
+                    take_over: false,
+                },
             })
             .await?;
         feeds.push(store.subscribe(&specialist.specialist_id).await?);
@@ -323,6 +327,7 @@ impl Runner {
             completion_time_ms: 0,
             quality_score: self.run.quality[index],
             detail: String::new(),
+            incarnation: None,
         };
         self.assigner.report(report).await?;
         self.read_feed(specialist);

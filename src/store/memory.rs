@@ -57,6 +57,14 @@ impl Inner {
                     // Dropping the sender ends every watch stream of this specialist.
                     self.feeds.remove(&specialist_id);
                 }
+                MachineEvent::Incarnation {
+                    specialist_id,
+                    incarnation,
+                } => {
+                    if let Some(sender) = self.feeds.get(&specialist_id) {
+                        let _ = sender.send(FeedItem::Incarnation(incarnation));
+                    }
+                }
             }
         }
     }
@@ -111,9 +119,10 @@ impl Store for MemoryStore {
     async fn heartbeat(
         &self,
         specialist_id: &str,
+        incarnation: &str,
         availability: Option<Availability>,
     ) -> StoreResult<Specialist> {
-        self.step(|machine, now| machine.heartbeat(specialist_id, availability, now))
+        self.step(|machine, now| machine.heartbeat(specialist_id, incarnation, availability, now))
     }
 
     async fn deregister(&self, specialist_id: &str) -> StoreResult<Vec<String>> {

@@ -30,6 +30,8 @@ pub enum FeedItem {
     Event(Box<WatchEvent>),
     /// The subscriber fell behind and missed events: re-read `in_flight`.
     Lagged,
+    /// The specialist's incarnation is now this one: streams of any other end.
+    Incarnation(String),
 }
 
 pub type Feed = BoxStream<'static, FeedItem>;
@@ -41,9 +43,11 @@ pub trait Store: Send + Sync + 'static {
     fn backend(&self) -> &'static str;
 
     async fn register(&self, registration: Registration) -> StoreResult<Registered>;
+    /// FAILED_PRECONDITION (`IncarnationEnded`) unless `incarnation` is the current one.
     async fn heartbeat(
         &self,
         specialist_id: &str,
+        incarnation: &str,
         availability: Option<Availability>,
     ) -> StoreResult<Specialist>;
     /// Returns the ids of the subtasks it held, now requeued (or reassigned).

@@ -217,6 +217,7 @@ async fn many_callers_and_agents_never_double_assign_and_finish_everything() {
                     .heartbeat(pb::HeartbeatRequest {
                         specialist_id: id.clone(),
                         availability: 0,
+                        incarnation: heartbeat_clients.incarnations.get(&id),
                     })
                     .await;
             }

@@ -21,6 +21,7 @@ fn keep_alive(clients: &Clients, specialist_id: &str) -> tokio::task::JoinHandle
                 .heartbeat(pb::HeartbeatRequest {
                     specialist_id: specialist_id.clone(),
                     availability: 0,
+                    incarnation: clients.incarnations.get(&specialist_id),
                 })
                 .await;
         }

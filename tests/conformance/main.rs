@@ -9,6 +9,7 @@ mod support;
 mod concurrency;
 mod dependencies;
 mod fencing;
+mod incarnations;
 mod queue;
 mod registration;
 mod scoring;

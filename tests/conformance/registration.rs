@@ -109,6 +109,8 @@ async fn reregister_updates_and_keeps_in_flight_work() {
             max_concurrency: 3,
             labels,
             availability: Availability::Busy as i32,
+            incarnation: c.incarnations.get("rr-1"),
+            take_over: false,
         })
         .await
         .expect("re-register")
@@ -228,6 +230,7 @@ async fn heartbeat_of_unknown_specialist_is_not_found() {
         .heartbeat(pb::HeartbeatRequest {
             specialist_id: "hb-nobody".into(),
             availability: 0,
+            incarnation: "ab".into(),
         })
         .await;
     assert_code(result, Code::NotFound);
@@ -240,6 +243,7 @@ async fn heartbeat_of_unknown_specialist_is_not_found() {
         .heartbeat(pb::HeartbeatRequest {
             specialist_id: "hb-gone".into(),
             availability: 0,
+            incarnation: "ab".into(),
         })
         .await;
     assert_code(result, Code::NotFound);

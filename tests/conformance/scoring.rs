@@ -463,6 +463,7 @@ async fn performance_factor_tracks_reported_outcomes() {
                 completion_time_ms: *time_ms,
                 quality_score: *quality,
                 detail: String::new(),
+                incarnation: c.incarnations.get("pf-1"),
             })
             .await
             .expect("report");

@@ -211,6 +211,7 @@ async fn register_and_heartbeat_are_validated() {
                 .heartbeat(pb::HeartbeatRequest {
                     specialist_id: bad.clone(),
                     availability: 0,
+                    incarnation: "ab".into(),
                 })
                 .await,
             "specialist_id",
@@ -221,6 +222,7 @@ async fn register_and_heartbeat_are_validated() {
             .heartbeat(pb::HeartbeatRequest {
                 specialist_id: String::new(),
                 availability: 0,
+                incarnation: "ab".into(),
             })
             .await,
         "specialist_id",
@@ -316,6 +318,7 @@ async fn release_and_report_are_validated() {
                 completion_time_ms: 1,
                 quality_score: bad,
                 detail: String::new(),
+                incarnation: String::new(),
             })
             .await;
         assert_invalid(result, "quality_score");
@@ -328,6 +331,7 @@ async fn release_and_report_are_validated() {
         completion_time_ms,
         quality_score: 0.5,
         detail: detail.into(),
+        incarnation: String::new(),
     };
     for bad in ["nul\u{0}byte", "escape\u{1b}[31m", "rlo\u{202E}txt"] {
         let result = c.perf.report_completion(report(bad, 1)).await;
@@ -356,6 +360,7 @@ async fn release_and_report_are_validated() {
                 completion_time_ms: 1,
                 quality_score: quality,
                 detail: String::new(),
+                incarnation: c.incarnations.get("vrr-1"),
             })
             .await
             .expect("quality 0 and 1 are allowed");
@@ -415,6 +420,7 @@ async fn lookups_are_validated() {
         c.assign
             .watch_assignments(pb::WatchAssignmentsRequest {
                 specialist_id: String::new(),
+                incarnation: "ab".into(),
             })
             .await
             .map(|_| ()),
@@ -502,6 +508,7 @@ async fn unknown_ids_are_not_found() {
                 .heartbeat(pb::HeartbeatRequest {
                     specialist_id: "nf-x".into(),
                     availability: 0,
+                    incarnation: "ab".into(),
                 })
                 .await
                 .map(|_| ()),
@@ -537,6 +544,7 @@ async fn unknown_ids_are_not_found() {
         .assign
         .watch_assignments(pb::WatchAssignmentsRequest {
             specialist_id: "nf-x".into(),
+            incarnation: "ab".into(),
         })
         .await;
     match watch {

@@ -219,6 +219,7 @@ async fn watching_an_unknown_specialist_is_not_found() {
         .assign
         .watch_assignments(pb::WatchAssignmentsRequest {
             specialist_id: "wu-nobody".into(),
+            incarnation: "ab".into(),
         })
         .await;
     match result {
@@ -289,6 +290,7 @@ async fn a_watcher_that_falls_behind_ends_up_holding_exactly_its_in_flight_work(
     let mut stream = pb::assign_service_client::AssignServiceClient::new(channel)
         .watch_assignments(pb::WatchAssignmentsRequest {
             specialist_id: "wl-1".into(),
+            incarnation: c.incarnations.get("wl-1"),
         })
         .await
         .expect("watch")
@@ -403,6 +405,7 @@ async fn watch_streams_are_bounded_per_server() {
         .assign
         .watch_assignments(pb::WatchAssignmentsRequest {
             specialist_id: "bound-1".into(),
+            incarnation: c.incarnations.get("bound-1"),
         })
         .await;
     let status = assert_code(refused, Code::ResourceExhausted);
@@ -418,6 +421,7 @@ async fn watch_streams_are_bounded_per_server() {
             c.assign
                 .watch_assignments(pb::WatchAssignmentsRequest {
                     specialist_id: "bound-1".into(),
+                    incarnation: c.incarnations.get("bound-1"),
                 })
                 .await
                 .ok()

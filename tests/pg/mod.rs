@@ -126,6 +126,7 @@ pub fn registered(
         max_concurrency: 4,
         labels: BTreeMap::from([("zone".to_string(), "eu".to_string())]),
         availability,
+        incarnation: Some(format!("{:x}", capabilities.len())),
     }
 }
 

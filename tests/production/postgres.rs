@@ -270,7 +270,8 @@ async fn migrate_subcommand_applies_and_reports() {
     );
     assert!(stdout.contains("applied 0001_init"), "{stdout}");
     assert!(stdout.contains("applied 0002_dead_letters"), "{stdout}");
-    assert!(stdout.contains("2 migration(s) applied now"), "{stdout}");
+    assert!(stdout.contains("applied 0003_incarnations"), "{stdout}");
+    assert!(stdout.contains("3 migration(s) applied now"), "{stdout}");
 
     // The environment variable works as well as the flag.
     let second = Command::new(binary)
@@ -281,12 +282,12 @@ async fn migrate_subcommand_applies_and_reports() {
     let stdout = String::from_utf8_lossy(&second.stdout);
     assert!(second.status.success(), "{stdout}");
     assert!(
-        stdout.contains("0 migration(s) applied now, 2 already applied"),
+        stdout.contains("0 migration(s) applied now, 3 already applied"),
         "{stdout}"
     );
     let client = db.client().await;
     let rows = count(&client, "SELECT count(*) FROM schema_migrations").await;
-    assert_eq!(rows, 2);
+    assert_eq!(rows, 3);
 }
 
 #[tokio::test]

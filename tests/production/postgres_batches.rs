@@ -90,6 +90,7 @@ fn stories() -> Vec<HistoryEvent> {
                 max_concurrency: 2,
                 labels: BTreeMap::new(),
                 availability: Availability::Online,
+                incarnation: Some(format!("{n}")),
             },
         ));
         events.push(event(

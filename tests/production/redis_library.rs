@@ -12,7 +12,7 @@ use support::redis_server::PrivateRedis;
 use switchboard::domain::performance::window_performance;
 use switchboard::domain::policy::{RoutingPolicy, ScoringWeights};
 use switchboard::domain::scoring::{capability_share, score_of_factors};
-use switchboard::domain::specialist::{Availability, Registration};
+use switchboard::domain::specialist::{Availability, Incarnation, Registration};
 use switchboard::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec};
 use switchboard::store::redis::library::{include, prelude};
 use switchboard::store::redis::{RedisStore, RedisStoreConfig};
@@ -128,6 +128,10 @@ fn registration(id: &str, capabilities: &[&str]) -> Registration {
         max_concurrency: Some(8),
         labels: BTreeMap::new(),
         availability: Availability::Online,
+        incarnation: Incarnation::Start {
+            incarnation: "a1".into(),
+            take_over: true,
+        },
     }
 }
 
@@ -216,6 +220,7 @@ async fn each_hot_call_is_one_round_trip_with_few_redis_calls() {
             completion_time_ms: 5,
             quality_score: 0.5,
             detail: String::new(),
+            incarnation: None,
         })
         .await
         .unwrap();
@@ -227,7 +232,10 @@ async fn each_hot_call_is_one_round_trip_with_few_redis_calls() {
     let holder = view.holder.unwrap();
 
     reset(&redis).await;
-    store.heartbeat(&holder.specialist_id, None).await.unwrap();
+    store
+        .heartbeat(&holder.specialist_id, "a1", None)
+        .await
+        .unwrap();
     measured.push(("heartbeat", calls_since_reset(&redis).await));
 
     reset(&redis).await;
@@ -237,6 +245,7 @@ async fn each_hot_call_is_one_round_trip_with_few_redis_calls() {
             specialist_id: holder.specialist_id.clone(),
             epoch: holder.epoch,
             reason: String::new(),
+            incarnation: None,
         })
         .await
         .unwrap();
@@ -253,6 +262,7 @@ async fn each_hot_call_is_one_round_trip_with_few_redis_calls() {
             completion_time_ms: 5,
             quality_score: 0.5,
             detail: String::new(),
+            incarnation: None,
         })
         .await
         .unwrap();

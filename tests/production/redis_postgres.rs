@@ -549,7 +549,7 @@ async fn an_idle_relay_keeps_its_connection() {
 #[tokio::test]
 async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
     use switchboard::domain::policy::RoutingPolicy;
-    use switchboard::domain::specialist::Registration;
+    use switchboard::domain::specialist::{Incarnation, Registration};
     use switchboard::domain::subtask::{CompletionReport, SubtaskSpec};
     use switchboard::store::production::relay::{self, RelayConfig};
     use switchboard::store::redis::{RedisStore, RedisStoreConfig};
@@ -572,6 +572,10 @@ async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
             max_concurrency: Some(4),
             labels: Default::default(),
             availability: switchboard::domain::specialist::Availability::Online,
+            incarnation: Incarnation::Start {
+                incarnation: "a1".into(),
+                take_over: true,
+            },
         })
         .await
         .unwrap();
@@ -599,6 +603,7 @@ async fn a_poison_history_event_is_dead_lettered_and_blocks_nothing() {
                 completion_time_ms: 3,
                 quality_score: 0.0,
                 detail: detail.into(),
+                incarnation: None,
             })
             .await
             .unwrap();

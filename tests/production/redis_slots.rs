@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use redis::Value;
 
 use switchboard::domain::policy::RoutingPolicy;
-use switchboard::domain::specialist::{Availability, Registration};
+use switchboard::domain::specialist::{Availability, Incarnation, Registration};
 use switchboard::domain::subtask::{CompletionReport, SubtaskSpec, SubtaskState};
 use switchboard::store::redis::codec::encode_spec;
 use switchboard::store::redis::keys::Keys;
@@ -93,6 +93,10 @@ impl Fixture {
                 max_concurrency: Some(2),
                 labels: BTreeMap::new(),
                 availability: Availability::Online,
+                incarnation: Incarnation::Start {
+                    incarnation: "a1".into(),
+                    take_over: true,
+                },
             })
             .await
             .unwrap();
@@ -144,6 +148,7 @@ async fn a_notice_left_undelivered_is_delivered_by_the_lease_sweeper() {
                 b"1",
                 b"5",
                 b"1",
+                b"",
                 b"",
             ],
         )
@@ -203,6 +208,7 @@ async fn a_failed_dependency_in_another_slot_fails_the_chain() {
             completion_time_ms: 5,
             quality_score: 0.0,
             detail: "broke".into(),
+            incarnation: None,
         })
         .await
         .unwrap();
@@ -281,6 +287,7 @@ async fn a_specialist_move_cut_short_is_taken_back_and_a_full_move_keeps_perform
             completion_time_ms: 7,
             quality_score: 0.5,
             detail: String::new(),
+            incarnation: None,
         })
         .await
         .unwrap();
@@ -305,6 +312,10 @@ async fn a_specialist_move_cut_short_is_taken_back_and_a_full_move_keeps_perform
             max_concurrency: None,
             labels: BTreeMap::new(),
             availability: Availability::Online,
+            incarnation: Incarnation::Start {
+                incarnation: "a1".into(),
+                take_over: true,
+            },
         })
         .await;
     assert!(

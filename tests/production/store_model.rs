@@ -19,7 +19,7 @@ use proptest::prelude::*;
 
 use switchboard::domain::learned::LearnedFactors;
 use switchboard::domain::policy::{RoutingPolicy, ScoringWeights};
-use switchboard::domain::specialist::{Availability, Registration};
+use switchboard::domain::specialist::{Availability, Incarnation, Registration};
 use switchboard::domain::subtask::{CompletionReport, ReleaseRequest, SubtaskSpec};
 use switchboard::store::clock::Clock;
 use switchboard::store::memory::MemoryStore;
@@ -59,6 +59,8 @@ enum Op {
         caps: u8,
         max: u32,
         availability: usize,
+        /// 0: start a new incarnation, 1: take over, 2: keep the live one (an unknown one if none).
+        mode: usize,
     },
     Heartbeat {
         specialist: usize,
@@ -96,9 +98,9 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        3 => (proptest::option::weighted(0.9, 0..SPECIALISTS), 0..2usize, 0..8u8, 0..13u32, 0..5usize)
-            .prop_map(|(specialist, type_index, caps, max, availability)| Op::Register {
-                specialist, type_index, caps, max, availability
+        3 => (proptest::option::weighted(0.9, 0..SPECIALISTS), 0..2usize, 0..8u8, 0..13u32, 0..5usize, 0..3usize)
+            .prop_map(|(specialist, type_index, caps, max, availability, mode)| Op::Register {
+                specialist, type_index, caps, max, availability, mode
             }),
         2 => (0..SPECIALISTS, proptest::option::of(0..5usize))
             .prop_map(|(specialist, availability)| Op::Heartbeat { specialist, availability }),
@@ -168,6 +170,8 @@ struct Pair {
     clock: Arc<PinnedClock>,
     /// Subtasks that existed at some step (so a later NOT_FOUND means the retention forgot it).
     seen: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// Specialist id -> the incarnation its last Register started, as an agent keeps it.
+    incarnations: std::sync::Mutex<std::collections::HashMap<String, String>>,
     /// The namespace on the shared Redis goes with the pair (a cluster is private to the run).
     _namespace: Option<support::NamespaceCleanup>,
 }
@@ -197,6 +201,7 @@ impl Pair {
             redis,
             clock,
             seen: Default::default(),
+            incarnations: Default::default(),
             _namespace: (!cluster)
                 .then(|| support::NamespaceCleanup::new(redis_url, &config.namespace)),
         }
@@ -223,24 +228,57 @@ impl Pair {
                 caps,
                 max,
                 availability,
+                mode,
             } => {
+                let id = specialist.map(specialist_id);
+                let live = id
+                    .as_ref()
+                    .and_then(|id| self.incarnations.lock().unwrap().get(id).cloned());
+                let incarnation = match (mode, live) {
+                    (2, Some(live)) => Incarnation::Keep(live),
+                    (2, None) => Incarnation::Keep("0".into()),
+                    (mode, _) => Incarnation::Start {
+                        incarnation: format!("{step:x}"),
+                        take_over: mode == 1,
+                    },
+                };
                 let registration = Registration {
-                    specialist_id: specialist.map(specialist_id),
+                    specialist_id: id,
                     specialist_type: TYPES[type_index].to_string(),
                     capabilities: capabilities(caps),
                     max_concurrency: (max > 0).then_some(max),
                     labels: BTreeMap::from([("zone".to_string(), format!("z{max}"))]),
                     availability: AVAILABILITIES[availability],
+                    incarnation,
                 };
-                both!("register", |store| store.register(registration.clone()));
+                let reference = self.reference.register(registration.clone()).await;
+                let redis = self.redis.register(registration).await;
+                if let Ok(registered) = &reference {
+                    self.incarnations.lock().unwrap().insert(
+                        registered.specialist.specialist_id.clone(),
+                        registered.incarnation.clone(),
+                    );
+                }
+                same(step, "register", reference, redis);
             }
             Op::Heartbeat {
                 specialist,
                 availability,
             } => {
                 let availability = availability.map(|index| AVAILABILITIES[index]);
-                both!("heartbeat", |store| store
-                    .heartbeat(&specialist_id(specialist), availability));
+                let id = specialist_id(specialist);
+                let incarnation = self
+                    .incarnations
+                    .lock()
+                    .unwrap()
+                    .get(&id)
+                    .cloned()
+                    .unwrap_or_else(|| "0".into());
+                both!("heartbeat", |store| store.heartbeat(
+                    &id,
+                    &incarnation,
+                    availability
+                ));
             }
             Op::Deregister { specialist } => {
                 both!("deregister", |store| store
@@ -307,6 +345,7 @@ impl Pair {
                     completion_time_ms: 40 + subtask as u64,
                     quality_score: 0.1 * subtask as f64,
                     detail: String::new(),
+                    incarnation: None,
                 };
                 both!("report", |store| store.report_completion(report.clone()));
             }
@@ -317,6 +356,7 @@ impl Pair {
                     specialist_id: specialist,
                     epoch,
                     reason: "busy".into(),
+                    incarnation: None,
                 };
                 both!("release", |store| store.release(request.clone()));
             }
@@ -490,6 +530,10 @@ fn both_stores_score_every_load_band_alike() {
                     max_concurrency: Some(12),
                     labels: BTreeMap::new(),
                     availability: Availability::Busy,
+                    incarnation: Incarnation::Start {
+                        incarnation: "a1".into(),
+                        take_over: true,
+                    },
                 })
                 .await
                 .unwrap();

@@ -79,6 +79,7 @@ async fn heartbeat(mut clients: Clients, id: String) {
             .heartbeat(pb::HeartbeatRequest {
                 specialist_id: id.clone(),
                 availability: Availability::Online as i32,
+                incarnation: clients.incarnations.get(&id),
             })
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -94,6 +95,7 @@ async fn agent(watch_via: Clients, report_via: Clients, id: String, observed: Sh
             .assign
             .watch_assignments(pb::WatchAssignmentsRequest {
                 specialist_id: id.clone(),
+                incarnation: watch_via.incarnations.get(&id),
             })
             .await;
         let Ok(stream) = stream else {
@@ -257,13 +259,17 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
     }
     let observed: Shared = Arc::new(Mutex::new(checker::Observed::default()));
     let mut background = Vec::new();
+    // Every agent's calls carry its incarnation, through either replica.
+    let incarnations = replicas[0].clients.incarnations.clone();
     for n in 0..AGENTS {
-        let mut clients = replicas[n % 2].clients.clone();
+        let mut clients =
+            Clients::connect_sharing(replicas[n % 2].addr, incarnations.clone()).await;
         clients
             .register_full(&agent_id(n), "backend", &["rust"], 3, Availability::Online)
             .await;
-        let watch_via = replicas[n % 2].connect().await;
-        let other = replicas[(n + 1) % 2].connect().await;
+        let watch_via = Clients::connect_sharing(replicas[n % 2].addr, incarnations.clone()).await;
+        let other =
+            Clients::connect_sharing(replicas[(n + 1) % 2].addr, incarnations.clone()).await;
         background.push(tokio::spawn(heartbeat(other.clone(), agent_id(n))));
         background.push(tokio::spawn(agent(
             watch_via,

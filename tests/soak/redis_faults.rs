@@ -87,6 +87,9 @@ fn registration(id: &str) -> pb::RegisterRequest {
         max_concurrency: 4,
         labels: Default::default(),
         availability: Availability::Online as i32,
+        incarnation: String::new(),
+        // The test's one process owns the id: each register starts its incarnation again.
+        take_over: true,
     }
 }
 

@@ -40,6 +40,7 @@ async fn heartbeat_forever(mut clients: Clients, id: &'static str, stop: Arc<Mut
             .heartbeat(pb::HeartbeatRequest {
                 specialist_id: id.to_string(),
                 availability: Availability::Online as i32,
+                incarnation: clients.incarnations.get(id),
             })
             .await;
         tokio::time::sleep(HEARTBEAT_EVERY).await;

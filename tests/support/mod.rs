@@ -156,9 +156,9 @@ impl TestServer {
         }
     }
 
-    /// A fresh set of clients on their own connection.
+    /// A fresh set of clients on their own connection (sharing the incarnations).
     pub async fn connect(&self) -> Clients {
-        Clients::connect(self.addr).await
+        Clients::connect_sharing(self.addr, self.clients.incarnations.clone()).await
     }
 
     /// Graceful shutdown: health NOT_SERVING, watch streams end.
@@ -177,6 +177,35 @@ pub struct Clients {
     pub queue: QueueServiceClient<Channel>,
     pub perf: PerformanceServiceClient<Channel>,
     pub health: HealthClient<Channel>,
+    /// Specialist id -> the incarnation its last Register through these clients (or others
+    /// sharing the map) started: the helpers carry it, as an agent does.
+    pub incarnations: Incarnations,
+}
+
+/// Incarnations by specialist id, shared by clones and by the clients of one test server.
+#[derive(Clone, Default, Debug)]
+pub struct Incarnations(Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>);
+
+impl Incarnations {
+    pub fn get(&self, specialist_id: &str) -> String {
+        self.0
+            .lock()
+            .unwrap()
+            .get(specialist_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn forget(&self, specialist_id: &str) {
+        self.0.lock().unwrap().remove(specialist_id);
+    }
+
+    pub fn set(&self, specialist_id: &str, incarnation: &str) {
+        self.0
+            .lock()
+            .unwrap()
+            .insert(specialist_id.to_string(), incarnation.to_string());
+    }
 }
 
 pub async fn channel(addr: SocketAddr) -> Channel {
@@ -190,6 +219,11 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 
 impl Clients {
     pub async fn connect(addr: SocketAddr) -> Self {
+        Self::connect_sharing(addr, Incarnations::default()).await
+    }
+
+    /// Clients whose helpers carry the incarnations in `incarnations` (another replica's, say).
+    pub async fn connect_sharing(addr: SocketAddr, incarnations: Incarnations) -> Self {
         let channel = channel(addr).await;
         let limit = 4 * 1024 * 1024;
         Self {
@@ -202,12 +236,15 @@ impl Clients {
             queue: QueueServiceClient::new(channel.clone()),
             perf: PerformanceServiceClient::new(channel.clone()),
             health: HealthClient::new(channel),
+            incarnations,
         }
     }
 
     // ---- RegisterService -------------------------------------------------------------------
 
-    /// Registers (or updates) `id` of `specialist_type` with `capabilities`, ONLINE, default concurrency.
+    /// Registers (or updates) `id` of `specialist_type` with `capabilities`, ONLINE, default
+    /// concurrency. An id these clients registered before is updated under its incarnation;
+    /// another starts a new incarnation.
     pub async fn register(
         &mut self,
         id: &str,
@@ -232,7 +269,8 @@ impl Clients {
         max_concurrency: u32,
         availability: Availability,
     ) -> pb::Specialist {
-        self.register
+        let reply = self
+            .register
             .register(pb::RegisterRequest {
                 specialist_id: id.to_string(),
                 specialist_type: specialist_type.to_string(),
@@ -240,12 +278,16 @@ impl Clients {
                 max_concurrency,
                 labels: Default::default(),
                 availability: availability as i32,
+                incarnation: self.incarnations.get(id),
+                take_over: false,
             })
             .await
             .unwrap_or_else(|status| panic!("register {id}: {status:?}"))
-            .into_inner()
-            .specialist
-            .expect("register returns the specialist")
+            .into_inner();
+        let specialist = reply.specialist.expect("register returns the specialist");
+        self.incarnations
+            .set(&specialist.specialist_id, &reply.incarnation);
+        specialist
     }
 
     pub async fn heartbeat(
@@ -257,6 +299,7 @@ impl Clients {
             .heartbeat(pb::HeartbeatRequest {
                 specialist_id: id.to_string(),
                 availability: availability as i32,
+                incarnation: self.incarnations.get(id),
             })
             .await
             .unwrap_or_else(|status| panic!("heartbeat {id}: {status:?}"))
@@ -276,14 +319,16 @@ impl Clients {
     }
 
     pub async fn deregister(&mut self, id: &str) -> Vec<String> {
-        self.register
+        let requeued = self
+            .register
             .deregister(pb::DeregisterRequest {
                 specialist_id: id.to_string(),
             })
             .await
             .unwrap_or_else(|status| panic!("deregister {id}: {status:?}"))
-            .into_inner()
-            .requeued_subtask_ids
+            .into_inner();
+        self.incarnations.forget(id);
+        requeued.requeued_subtask_ids
     }
 
     // ---- AssignService ---------------------------------------------------------------------
@@ -352,6 +397,7 @@ impl Clients {
                 specialist_id: specialist_id.to_string(),
                 epoch,
                 reason: "test release".to_string(),
+                incarnation: self.incarnations.get(specialist_id),
             })
             .await
             .map(|response| response.into_inner().assignment.expect("assignment"))
@@ -389,6 +435,7 @@ impl Clients {
         self.assign
             .watch_assignments(pb::WatchAssignmentsRequest {
                 specialist_id: specialist_id.to_string(),
+                incarnation: self.incarnations.get(specialist_id),
             })
             .await
             .unwrap_or_else(|status| panic!("watch {specialist_id}: {status:?}"))
@@ -413,6 +460,7 @@ impl Clients {
                 completion_time_ms: 10,
                 quality_score: if success { 0.9 } else { 0.1 },
                 detail: String::new(),
+                incarnation: self.incarnations.get(specialist_id),
             })
             .await
             .map(|response| response.into_inner().assignment.expect("assignment"))

@@ -75,7 +75,12 @@ def make_run_flags() -> list[str]:
     return [flag for flag in flags if not flag.startswith("$(")]
 
 
-def test_walkthrough_runs_verbatim(make_server, env):
+def method_of(command: str) -> str:
+    """The gRPC method a command calls (its last word before any pipe)."""
+    return command.split(" | ")[0].split()[-1]
+
+
+def test_walkthrough_runs_verbatim(make_server, env, tmp_path):
     assert shutil.which("bash")
     # The server `make run` starts: the development profile, whose hour-long lease lets a person
     # follow the walk-through at reading speed without heartbeating.
@@ -95,6 +100,7 @@ def test_walkthrough_runs_verbatim(make_server, env):
                 # Streams until stopped; `timeout` bounds it should the test fail before stopping it.
                 watch = subprocess.Popen(
                     ["timeout", "60", "bash", "-c", actual],
+                    cwd=tmp_path,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
                     text=True,
@@ -106,7 +112,12 @@ def test_walkthrough_runs_verbatim(make_server, env):
                 assert wait_until(lambda: "login-form" in "".join(watch_out), 20), "".join(watch_out)
                 continue
             done = subprocess.run(
-                ["bash", "-o", "pipefail", "-c", actual], capture_output=True, text=True, env=env, timeout=60
+                ["bash", "-o", "pipefail", "-c", actual],
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
             )
             assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
             if command.startswith("grpcurl") and not command.rstrip().endswith(" list"):
@@ -116,7 +127,7 @@ def test_walkthrough_runs_verbatim(make_server, env):
 
         by_method = {}
         for command, output in results:
-            method = command.split()[-1]
+            method = method_of(command)
             by_method.setdefault(method, []).append(output)
 
         listed = by_method["list"][0]
@@ -127,6 +138,9 @@ def test_walkthrough_runs_verbatim(make_server, env):
         assert register["specialist"]["specialistId"] == "fe-1"
         assert int(register["leaseTtlMs"]) == 3_600_000
         assert int(register["heartbeatIntervalMs"]) == 1_200_000
+        assert re.fullmatch(r"[0-9a-f]{24}", register["incarnation"]), register
+        # The watch quoted the incarnation the Register saved (a wrong one would have failed it).
+        assert (tmp_path / "fe-1.json").is_file()
 
         first, second = by_method["switchboard.v1.AssignService/Assign"]
         assert first["assignment"]["state"] == "ASSIGNMENT_STATE_ASSIGNED"
@@ -192,8 +206,8 @@ def wait_until(predicate, timeout: float) -> bool:
 def test_walkthrough_watch_command_is_the_readme_one():
     """Guards the replacement logic: the one streaming command is the README's, only the address changes."""
     watch = [c for c in walkthrough_commands() if "WatchAssignments" in c]
-    assert watch == [
-        "grpcurl -plaintext -d '{\"specialist_id\": \"fe-1\"}' localhost:50051 "
-        "switchboard.v1.AssignService/WatchAssignments"
-    ]
+    assert len(watch) == 1
+    assert watch[0].startswith("grpcurl -plaintext -d ")
+    assert "fe-1.json" in watch[0]
+    assert watch[0].endswith(" localhost:50051 switchboard.v1.AssignService/WatchAssignments")
     assert Path(REPO / "README.md").is_file()

@@ -33,6 +33,8 @@ pub(super) struct SpecialistRow {
     pub deregistration: Option<Position>,
     pub last_event_id: String,
     pub last: Position,
+    /// The latest registration's incarnation (None before incarnations, or in a placeholder).
+    pub incarnation: Option<String>,
 }
 
 /// A specialist event, its values converted to columns.
@@ -54,6 +56,7 @@ pub(super) enum SpecialistChange<'a> {
         max_concurrency: i32,
         labels: String,
         availability: &'static str,
+        incarnation: Option<&'a str>,
     },
     Availability(&'static str),
     Deregistered,
@@ -80,8 +83,10 @@ pub(super) fn apply_specialist(
             max_concurrency,
             labels,
             availability,
+            incarnation,
         } => {
             if later_than_registration {
+                current.incarnation = incarnation.map(str::to_string);
                 current.specialist_type = specialist_type.to_string();
                 current.capabilities = Some(capabilities.clone());
                 current.max_concurrency = Some(*max_concurrency);
@@ -132,6 +137,7 @@ fn new_specialist(event: &SpecialistEvent<'_>) -> SpecialistRow {
         deregistration: None,
         last_event_id: String::new(),
         last: NO_POSITION,
+        incarnation: None,
     });
     apply_specialist(&mut row, event);
     row.expect("a row")
@@ -308,6 +314,7 @@ mod tests {
             max_concurrency: 4,
             labels: "{}".to_string(),
             availability: "online",
+            incarnation: Some("ab12"),
         }
     }
 

@@ -225,6 +225,7 @@ impl<'a> Batch<'a> {
                     max_concurrency,
                     labels,
                     availability,
+                    incarnation,
                     ..
                 } => {
                     let change = SpecialistChange::Registered {
@@ -233,6 +234,7 @@ impl<'a> Batch<'a> {
                         max_concurrency: to_i32(id, "max_concurrency", *max_concurrency)?,
                         labels: json_text(id, "labels", labels)?,
                         availability: availability.as_str(),
+                        incarnation: incarnation.as_deref(),
                     };
                     batch.specialists.push((key, specialist(change)));
                 }
@@ -414,6 +416,7 @@ impl<'a> Batch<'a> {
                     deregistration: position(row, 11),
                     last_event_id: row.get(13),
                     last: (row.get(14), row.get(15)),
+                    incarnation: row.get(16),
                 };
                 (row.get(0), specialist)
             })
@@ -653,6 +656,7 @@ async fn write_specialists(
     let last_event_ids: Vec<&str> = column(rows, |row| row.last_event_id.as_str());
     let last_ms: Vec<i64> = column(rows, |row| row.last.0);
     let last_seq: Vec<i64> = column(rows, |row| row.last.1);
+    let incarnations: Vec<Option<&str>> = column(rows, |row| row.incarnation.as_deref());
     transaction
         .execute(
             statement,
@@ -673,6 +677,7 @@ async fn write_specialists(
                 &last_event_ids,
                 &last_ms,
                 &last_seq,
+                &incarnations,
             ],
         )
         .await?;

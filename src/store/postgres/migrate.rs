@@ -33,6 +33,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "dead_letters",
         sql: include_str!("../../../sql/0002_dead_letters.sql"),
     },
+    Migration {
+        version: 3,
+        name: "incarnations",
+        sql: include_str!("../../../sql/0003_incarnations.sql"),
+    },
 ];
 
 /// Key of the session-level advisory lock every migrator holds while it works ("sbmigrat").

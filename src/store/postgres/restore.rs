@@ -34,6 +34,8 @@ pub struct SpecialistRow {
     pub labels: BTreeMap<String, String>,
     /// Offline comes back as online: it is registered again, and it heartbeats or lapses.
     pub availability: Availability,
+    /// None: registered before incarnations (the rebuild starts a new one).
+    pub incarnation: Option<String>,
 }
 
 pub struct FinishedRow {
@@ -90,7 +92,7 @@ pub async fn registered_specialists(client: &Client) -> Result<Vec<SpecialistRow
     let rows = client
         .query(
             "SELECT specialist_id, specialist_type, capabilities, max_concurrency, labels, \
-             availability FROM specialists \
+             availability, incarnation FROM specialists \
              WHERE deregistered_at IS NULL AND registered_at IS NOT NULL ORDER BY specialist_id",
             &[],
         )
@@ -107,6 +109,7 @@ pub async fn registered_specialists(client: &Client) -> Result<Vec<SpecialistRow
                 Some(Availability::Offline) | None => Availability::Online,
                 Some(availability) => availability,
             },
+            incarnation: row.get("incarnation"),
         })
         .collect())
 }

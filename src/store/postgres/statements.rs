@@ -18,7 +18,7 @@ const SPECIALIST_LOCK: &str = "
     SELECT specialist_id, specialist_type, to_jsonb(capabilities)::text, max_concurrency,
         labels::text, registered_at, registration_event_ms, registration_event_seq, availability,
         updated_at, deregistered_at, deregistration_event_ms, deregistration_event_seq,
-        last_event_id, last_event_ms, last_event_seq
+        last_event_id, last_event_ms, last_event_seq, incarnation
     FROM specialists WHERE specialist_id = ANY($1::text[])
     ORDER BY specialist_id FOR UPDATE";
 
@@ -26,11 +26,11 @@ const SPECIALIST_LOCK: &str = "
 const SPECIALIST_ROWS: &str = "
     unnest($1::text[], $2::text[], $3::text[], $4::int4[], $5::text[], $6::timestamptz[],
         $7::int8[], $8::int8[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::int8[],
-        $13::int8[], $14::text[], $15::int8[], $16::int8[])
+        $13::int8[], $14::text[], $15::int8[], $16::int8[], $17::text[])
     AS u(specialist_id, specialist_type, capabilities, max_concurrency, labels, registered_at,
         registration_event_ms, registration_event_seq, availability, updated_at, deregistered_at,
         deregistration_event_ms, deregistration_event_seq, last_event_id, last_event_ms,
-        last_event_seq)";
+        last_event_seq, incarnation)";
 
 /// Rows locked by SPECIALIST_LOCK, rewritten whole.
 const SPECIALIST_UPDATE: &str = "
@@ -42,7 +42,8 @@ const SPECIALIST_UPDATE: &str = "
         updated_at = u.updated_at, deregistered_at = u.deregistered_at,
         deregistration_event_ms = u.deregistration_event_ms,
         deregistration_event_seq = u.deregistration_event_seq, last_event_id = u.last_event_id,
-        last_event_ms = u.last_event_ms, last_event_seq = u.last_event_seq
+        last_event_ms = u.last_event_ms, last_event_seq = u.last_event_seq,
+        incarnation = u.incarnation
     FROM ROWS WHERE s.specialist_id = u.specialist_id";
 
 /// Rows SPECIALIST_LOCK found missing. No ON CONFLICT: a relay that created one of them since
@@ -52,11 +53,11 @@ const SPECIALIST_INSERT: &str = "
         specialist_id, specialist_type, capabilities, max_concurrency, labels, registered_at,
         registration_event_ms, registration_event_seq, availability, updated_at, deregistered_at,
         deregistration_event_ms, deregistration_event_seq, last_event_id, last_event_ms,
-        last_event_seq)
+        last_event_seq, incarnation)
     SELECT u.specialist_id, u.specialist_type, CAPABILITIES, u.max_concurrency, u.labels::jsonb,
         u.registered_at, u.registration_event_ms, u.registration_event_seq, u.availability,
         u.updated_at, u.deregistered_at, u.deregistration_event_ms, u.deregistration_event_seq,
-        u.last_event_id, u.last_event_ms, u.last_event_seq
+        u.last_event_id, u.last_event_ms, u.last_event_seq, u.incarnation
     FROM ROWS";
 
 /// The history rows of the batch (each event id once); RETURNING names those that were new.

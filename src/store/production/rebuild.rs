@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tracing::info;
 
-use crate::domain::specialist::Registration;
+use crate::domain::specialist::{Incarnation, Registration};
 use crate::store::postgres::{restore, PgPool};
 use crate::store::redis::restore::{RestoredFinished, RestoredHeld, RestoredPerformance};
 use crate::store::redis::RedisStore;
@@ -96,6 +96,15 @@ async fn restore_all(store: &RedisStore, postgres: &PgPool) -> StoreResult<Rebui
                 max_concurrency: Some(row.max_concurrency),
                 labels: row.labels,
                 availability: row.availability,
+                // The live process keeps its incarnation; a row from before incarnations gets a
+                // new one (its process registers again when its calls are refused).
+                incarnation: Incarnation::Start {
+                    incarnation: match row.incarnation {
+                        Some(incarnation) => incarnation,
+                        None => Incarnation::mint().map_err(StoreError::Internal)?,
+                    },
+                    take_over: true,
+                },
             })
             .await?;
         summary.specialists += 1;

@@ -453,6 +453,15 @@ pub(super) fn refused(refusal: RefusalCode, detail: &[Value], about: About<'_>) 
                 StoreError::invalid("page_token", "not a token this server issued")
             }
             RefusalCode::Policy => StoreError::Unavailable("redis runs other rules".into()),
+            RefusalCode::SpecialistLive => StoreError::SpecialistLive {
+                specialist_id: about.specialist.to_string(),
+                lease_expires_at_ms: detail.first().map(int).transpose()?.unwrap_or_default(),
+            },
+            RefusalCode::IncarnationEnded => Precondition::IncarnationEnded {
+                specialist_id: about.specialist.to_string(),
+                incarnation: detail_text(0)?.unwrap_or_default(),
+            }
+            .into(),
         })
     })();
     built.unwrap_or_else(|error| error)

@@ -4,7 +4,7 @@
 //! type. On one Redis a call by id reads the binding inside its function; on a cluster the store
 //! reads it (and remembers it, placements.rs), then calls the function in that slot.
 
-use crate::domain::specialist::Registration;
+use crate::domain::specialist::{Incarnation, Registration};
 use crate::store::{Precondition, Registered, StoreError, StoreResult};
 
 use super::call::{About, Args, Target};
@@ -53,6 +53,16 @@ impl RedisStore {
         let spec_type = registration.specialist_type.as_str();
         let labels = replies::labels_text(&registration.labels);
         let minted = registration.specialist_id.is_none();
+        let (incarnation, mode) = match &registration.incarnation {
+            Incarnation::Keep(incarnation) => (incarnation.as_str(), "keep"),
+            Incarnation::Start {
+                incarnation,
+                take_over,
+            } => (
+                incarnation.as_str(),
+                if *take_over { "take" } else { "start" },
+            ),
+        };
         let mut attempts = 0;
         let mut force_rebind = false;
         while attempts < REGISTER_ATTEMPTS {
@@ -108,7 +118,9 @@ impl RedisStore {
                 .text(registration.availability.as_str())
                 .flag(minted)
                 .flag(rebind)
-                .text(&carried);
+                .text(&carried)
+                .text(incarnation)
+                .text(mode);
             let about = About {
                 specialist: &specialist_id,
                 requested_type: spec_type,
@@ -138,6 +150,7 @@ impl RedisStore {
             return Ok(Registered {
                 specialist: replies::specialist(reply.get(1)?)?,
                 created: reply.int(2)? == 1,
+                incarnation: reply.text(3)?,
             });
         }
         Err(Precondition::Contended(format!(

@@ -158,6 +158,15 @@ fn deliver(subscribers: &Mutex<Subscribers>, payload: &[u8], weights: &ScoringWe
         subscribers.by_specialist.remove(to);
         return;
     }
+    if let Some(incarnation) = rest.strip_prefix(b"INC\n") {
+        match std::str::from_utf8(incarnation) {
+            Ok(incarnation) => {
+                let _ = sender.send(FeedItem::Incarnation(incarnation.to_string()));
+            }
+            Err(_) => warn!(specialist_id = %to, "unreadable incarnation notice"),
+        }
+        return;
+    }
     match decode_event(rest, weights) {
         Ok(event) => {
             let _ = sender.send(FeedItem::Event(Box::new(event)));

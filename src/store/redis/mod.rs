@@ -330,11 +330,13 @@ impl Store for RedisStore {
     async fn heartbeat(
         &self,
         specialist_id: &str,
+        incarnation: &str,
         availability: Option<Availability>,
     ) -> StoreResult<Specialist> {
         let args = Args::new()
             .text(specialist_id)
-            .text(availability.map_or("", Availability::as_str));
+            .text(availability.map_or("", Availability::as_str))
+            .text(incarnation);
         let about = About {
             specialist: specialist_id,
             ..About::default()
@@ -495,7 +497,8 @@ impl Store for RedisStore {
             .text(&request.subtask_id)
             .text(&request.specialist_id)
             .num(request.epoch)
-            .text(&request.reason);
+            .text(&request.reason)
+            .text(request.incarnation.as_deref().unwrap_or_default());
         let about = About {
             subtask: &request.subtask_id,
             specialist: &request.specialist_id,
@@ -537,7 +540,8 @@ impl Store for RedisStore {
             .flag(report.success)
             .num(report.completion_time_ms)
             .num(report.quality_score)
-            .text(&report.detail);
+            .text(&report.detail)
+            .text(report.incarnation.as_deref().unwrap_or_default());
         let about = About {
             subtask: &report.subtask_id,
             specialist: &report.specialist_id,
@@ -753,9 +757,11 @@ impl Store for RedisStore {
                 assignment,
             });
         }
+        let incarnation = reply.text(2)?;
         Ok(InFlight {
             events,
             epoch: reply.int(0)? as u64,
+            incarnation: (!incarnation.is_empty()).then_some(incarnation),
         })
     }
 }

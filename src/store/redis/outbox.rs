@@ -48,6 +48,11 @@ impl<'a> Fields<'a> {
         int(self.value(name)?)
     }
 
+    /// A field entries written before it existed lack (None then).
+    fn optional_text(&self, name: &str) -> StoreResult<Option<String>> {
+        self.map.get(name).map(text).transpose()
+    }
+
     /// The packed assignment state `v`.
     fn state(&self) -> StoreResult<String> {
         self.text("v")
@@ -157,6 +162,7 @@ pub fn decode(
                         .map_err(|error| StoreError::Internal(format!("outbox labels: {error}")))?
                 },
                 availability: availability(&fields.text("av")?)?,
+                incarnation: fields.optional_text("inc")?,
             }
         }
         "A" => Change::SpecialistAvailability {
