@@ -9,7 +9,7 @@
   ARGV[11] the performance record carried over from the type it was bound to: "<n> <ok> <q> <t>
            <w>" (w '-' when empty), '!' (start empty), '' (nothing carried)
   ARGV[12] an incarnation   ARGV[13] what to do with it: 'keep' (the caller's live one: update
-           the registration), 'start' (a new one; SPECIALIST_LIVE while the current one's lease
+           the registration; an unknown id is registered under it), 'start' (a new one; SPECIALIST_LIVE while the current one's lease
            is live), 'take' (a new one whatever the current one's lease)
   A new incarnation of a registered id ends the current one: INC goes to its watchers, and
   what it held goes back to the head of its queue with attempt + 1 (FAILED past max attempts)
@@ -52,7 +52,7 @@ local function fn_register(KEYS, ARGV)
   if ARGV[9] == '1' and s then return {0, 'taken'} end
   local incarnation, mode = ARGV[12], ARGV[13]
   if mode == 'keep' then
-    if not s then return refuse(E.INCARNATION_ENDED, incarnation) end
+    -- An unknown id (deregistered, or lost with Redis's data) is registered anew under it.
     refused = incarnation_refused(s, incarnation)
     if refused then return refused end
   elseif s and mode ~= 'take' and s.lease > NOW then

@@ -26,7 +26,7 @@ impl Machine {
             None => self.mint_specialist_id(&registration.specialist_type),
         };
         let new_capabilities = registration.capabilities.clone();
-        let mut requeued = false;
+        let mut requeued = Vec::new();
         let (created, old_capabilities, incarnation) = match self.specialists.get(&specialist_id) {
             Some(existing) => {
                 if existing.specialist_type != registration.specialist_type {
@@ -75,15 +75,12 @@ impl Machine {
                 (false, old_capabilities, incarnation)
             }
             None => {
+                // An unknown id (deregistered, or lost with a store's data) is registered anew,
+                // under the incarnation the caller keeps, if it names one.
                 let incarnation = match registration.incarnation {
-                    Incarnation::Keep(incarnation) => {
-                        return Err(Precondition::IncarnationEnded {
-                            specialist_id: specialist_id.clone(),
-                            incarnation,
-                        }
-                        .into())
+                    Incarnation::Keep(incarnation) | Incarnation::Start { incarnation, .. } => {
+                        incarnation
                     }
-                    Incarnation::Start { incarnation, .. } => incarnation,
                 };
                 self.specialists.insert(
                     specialist_id.clone(),
@@ -116,8 +113,17 @@ impl Machine {
             &new_capabilities,
         );
         self.reindex_free(&specialist_id);
-        if requeued {
-            self.drain(&registration.specialist_type, now_ms);
+        // What the ended incarnation held goes out again first, in queue order.
+        let mut requeued: Vec<_> = requeued
+            .into_iter()
+            .filter_map(|subtask_id| {
+                let key = self.subtasks.get(&subtask_id)?.queue_key?;
+                Some((key, subtask_id))
+            })
+            .collect();
+        requeued.sort();
+        for (_, subtask_id) in requeued {
+            self.place_queued(&subtask_id, now_ms);
         }
         self.drain_for(&specialist_id, now_ms);
         let specialist = self.specialist_snapshot(&specialist_id)?;
@@ -130,10 +136,15 @@ impl Machine {
 
     /// A new incarnation replaces the specialist's current one: the old one's streams end, and
     /// what it held is retried as a new attempt (or fails after the last), as when a lease lapses.
-    /// True when something went back to its queue.
-    fn end_incarnation(&mut self, specialist_id: &str, incarnation: &str, now_ms: i64) -> bool {
+    /// Returns the subtasks that went back to their queue.
+    fn end_incarnation(
+        &mut self,
+        specialist_id: &str,
+        incarnation: &str,
+        now_ms: i64,
+    ) -> Vec<String> {
         let Some(specialist) = self.specialists.get_mut(specialist_id) else {
-            return false;
+            return Vec::new();
         };
         specialist.incarnation = incarnation.to_string();
         let held_set = std::mem::take(&mut specialist.active);
@@ -145,12 +156,14 @@ impl Machine {
             });
         }
         let held = self.held_oldest_last(&held_set);
-        let mut requeued = false;
-        for subtask_id in &held {
-            let revoked = self.holder_of(subtask_id);
+        let mut requeued = Vec::new();
+        for subtask_id in held {
+            let revoked = self.holder_of(&subtask_id);
             let detail = format!("specialist {specialist_id} restarted (a new incarnation)");
-            requeued |= self.requeue_or_fail(subtask_id, Requeue::SpentAttempt, detail, now_ms);
-            self.revoke(revoked, subtask_id);
+            if self.requeue_or_fail(&subtask_id, Requeue::SpentAttempt, detail, now_ms) {
+                requeued.push(subtask_id.clone());
+            }
+            self.revoke(revoked, &subtask_id);
         }
         requeued
     }

@@ -128,6 +128,20 @@ async fn heartbeat_and_watch_require_the_current_incarnation() {
             .await,
         Code::FailedPrecondition,
     );
+
+    // An id the store no longer knows (deregistered here; lost with a store's data in production)
+    // is registered anew under the incarnation its process keeps.
+    c.deregister("inc-1").await;
+    let again = c
+        .register
+        .register(register_request("inc-1", &incarnation, false))
+        .await
+        .expect("registered anew")
+        .into_inner();
+    assert_eq!(again.incarnation, incarnation);
+    heartbeat(&mut c, "inc-1", &incarnation)
+        .await
+        .expect("the kept incarnation heartbeats");
 }
 
 #[tokio::test]

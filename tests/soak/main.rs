@@ -9,6 +9,7 @@ mod pg;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod agent_faults;
 mod fault_scenario;
 mod redis_durability;
 mod redis_faults;

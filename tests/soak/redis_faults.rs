@@ -79,7 +79,8 @@ fn with_deadline<T>(message: T) -> tonic::Request<T> {
     request
 }
 
-fn registration(id: &str) -> pb::RegisterRequest {
+/// Registers `id`, or updates it under the incarnation `clients` hold for it.
+fn registration(clients: &Clients, id: &str) -> pb::RegisterRequest {
     pb::RegisterRequest {
         specialist_id: id.to_string(),
         specialist_type: "backend".to_string(),
@@ -87,19 +88,22 @@ fn registration(id: &str) -> pb::RegisterRequest {
         max_concurrency: 4,
         labels: Default::default(),
         availability: Availability::Online as i32,
-        incarnation: String::new(),
-        // The test's one process owns the id: each register starts its incarnation again.
-        take_over: true,
+        incarnation: clients.incarnations.get(id),
+        take_over: false,
     }
 }
 
 /// Register with a deadline; the outcome and how long it took. A hang is a failure.
 async fn timed_register(clients: &mut Clients, id: &str) -> (Result<(), Status>, Duration) {
     let started = Instant::now();
-    let call = clients.register.register(with_deadline(registration(id)));
+    let request = with_deadline(registration(clients, id));
+    let call = clients.register.register(request);
     let outcome = tokio::time::timeout(CALL_DEADLINE + Duration::from_secs(1), call)
         .await
         .unwrap_or_else(|_| panic!("register {id} hung past its deadline"));
+    if let Ok(reply) = &outcome {
+        clients.incarnations.set(id, &reply.get_ref().incarnation);
+    }
     (outcome.map(|_| ()), started.elapsed())
 }
 

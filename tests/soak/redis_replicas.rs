@@ -272,11 +272,13 @@ async fn three_replicas_share_one_deployment_without_double_assignment() {
             .await,
         );
     }
+    // An agent's calls carry its incarnation whichever replica they go through.
+    let incarnations = Incarnations::default();
     let mut replicas: Vec<Vec<Clients>> = Vec::new();
     for server in &servers {
         let mut connections = Vec::new();
         for _ in 0..CONNECTIONS_PER_REPLICA {
-            connections.push(server.connect().await);
+            connections.push(Clients::connect_sharing(server.addr, incarnations.clone()).await);
         }
         replicas.push(connections);
     }

@@ -36,8 +36,9 @@ type RegisterRequest struct {
 	// UNSPECIFIED means ONLINE.
 	Availability Availability `protobuf:"varint,6,opt,name=availability,proto3,enum=switchboard.v1.Availability" json:"availability,omitempty"`
 	// The caller's live incarnation (from an earlier RegisterResponse): update the registration and
-	// keep the incarnation and its in-flight work. FAILED_PRECONDITION when it has ended. Empty:
-	// start a new incarnation.
+	// keep the incarnation and its in-flight work (an id the server does not know, such as one it
+	// lost, is registered anew under it). FAILED_PRECONDITION when another incarnation replaced it.
+	// Empty: start a new incarnation.
 	Incarnation string `protobuf:"bytes,7,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	// Start a new incarnation even though another one's lease is live (for a process that knows it
 	// replaces the previous holder of the id, such as a restart under a supervisor). The other
