@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
-# The seeded fault scenario (tests/soak/fault_scenario.rs) over many seeds: a line per seed, then
-# one summary row. `make test-faults`; SEEDS=N for another count (default 20).
+# The seeded fault scenarios (tests/soak/fault_scenario.rs, tests/soak/process_faults.rs) over
+# many seeds: a line per run, then one summary row per scenario. `make test-faults`; SEEDS=N for
+# another count (default 20).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seeds=${SEEDS:-20}
 cargo test --test soak --no-run
-runs=0 subtasks=0 anomalies=0 worst=0
-for seed in $(seq 1 "$seeds"); do
-  if ! out=$(SWITCHBOARD_FAULT_SEED=$seed cargo test -q --test soak fault_scenario -- --nocapture 2>&1); then
-    echo "seed $seed FAILED:" >&2
-    grep -v " WARN \| INFO " <<<"$out" | tail -40 >&2
-    exit 1
-  fi
-  line=$(grep -E '^seed [0-9]+:' <<<"$out")
-  echo "$line"
-  acknowledged=$(sed -E 's/^seed [0-9]+: ([0-9]+) acknowledged.*/\1/' <<<"$line")
-  found=$(sed -E 's/.* ([0-9]+) anomalies.*/\1/' <<<"$line")
-  recovery=$(sed -E 's/.*worst recovery ([0-9]+) ms.*/\1/' <<<"$line")
-  runs=$((runs + 1))
-  subtasks=$((subtasks + acknowledged))
-  anomalies=$((anomalies + found))
-  if ((recovery > worst)); then worst=$recovery; fi
+
+# scenario filter, then its description in the table
+scenarios=(
+  "fault_scenario::|Redis stopped twice (2 s), Postgres cut (3 s), one replica cut off from Redis (2 s); two in-process replicas, six agents, mixed load"
+  "process_faults::|one replica process SIGKILLed and restarted three times, Redis (appendfsync always) SIGKILLed and restarted twice; two replica processes, six agents, mixed load"
+)
+rows=()
+for scenario in "${scenarios[@]}"; do
+  filter=${scenario%%|*}
+  description=${scenario#*|}
+  runs=0 subtasks=0 anomalies=0 worst=0
+  for seed in $(seq 1 "$seeds"); do
+    if ! out=$(SWITCHBOARD_FAULT_SEED=$seed cargo test -q --test soak "$filter" -- --nocapture 2>&1); then
+      echo "$filter seed $seed FAILED:" >&2
+      grep -v " WARN \| INFO " <<<"$out" | tail -40 >&2
+      exit 1
+    fi
+    line=$(grep -E '^seed [0-9]+:' <<<"$out")
+    echo "$filter $line"
+    acknowledged=$(sed -E 's/^seed [0-9]+: ([0-9]+) acknowledged.*/\1/' <<<"$line")
+    found=$(sed -E 's/.* ([0-9]+) anomalies.*/\1/' <<<"$line")
+    recovery=$(sed -E 's/.*worst recovery ([0-9]+) ms.*/\1/' <<<"$line")
+    runs=$((runs + 1))
+    subtasks=$((subtasks + acknowledged))
+    anomalies=$((anomalies + found))
+    if ((recovery > worst)); then worst=$recovery; fi
+  done
+  rows+=("| $description | $runs | $subtasks | $anomalies | $worst ms |")
 done
 echo
 echo "| fault | runs | subtasks | anomalies | worst recovery |"
 echo "| --- | --- | --- | --- | --- |"
-echo "| Redis stopped twice (2 s), Postgres cut (3 s), one replica cut off from Redis (2 s); two replicas, six agents, mixed load | $runs | $subtasks | $anomalies | $worst ms |"
+printf '%s\n' "${rows[@]}"

@@ -16,7 +16,7 @@
   and to whoever can take it, as when a lease lapses.
   Replies {0, 'ok', specialist, 1 created / 0 updated, incarnation}; {0, 'retry'} (the id moved
   to another type since the store read the directory); {0, 'taken'} (a minted id exists
-  already). Refusals: SPECIALIST_LIVE (lease expiry), INCARNATION_ENDED (the one given).
+  already). Refusals: SPECIALIST_LIVE (ms left on the lease), INCARNATION_ENDED (the one given).
   Writes s:<id> (inc; a new record takes its performance record from perf:<id>), specs, cap:<c>,
   free, leases, moved:<id>, perf:<id>, and what the drain assigns. Outbox `R`.
 ]]
@@ -56,7 +56,7 @@ local function fn_register(KEYS, ARGV)
     refused = incarnation_refused(s, incarnation)
     if refused then return refused end
   elseif s and mode ~= 'take' and s.lease > NOW then
-    return refuse(E.SPECIALIST_LIVE, s.lease)
+    return refuse(E.SPECIALIST_LIVE, s.lease - NOW)
   end
   local perf_key = P .. K.perf .. id
   local carried = ARGV[11]

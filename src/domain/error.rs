@@ -15,10 +15,10 @@ pub enum StoreError {
     #[error("subtask {subtask_id} exists with different content")]
     AlreadyExists { subtask_id: String },
     /// Register without take_over while another incarnation of the id is live.
-    #[error("specialist {specialist_id} is registered by a live process (its lease runs until {lease_expires_at_ms} ms); register with take_over to replace it, or with its incarnation to update it")]
+    #[error("specialist {specialist_id} is registered by a live process (its lease lapses in {lease_left_ms} ms unless it heartbeats); register with take_over to replace it, or with its incarnation to update it")]
     SpecialistLive {
         specialist_id: String,
-        lease_expires_at_ms: i64,
+        lease_left_ms: i64,
     },
     #[error("{0}")]
     FailedPrecondition(Precondition),

@@ -60,7 +60,7 @@ pub enum RefusalCode {
     BadPageToken = 12,
     /// The slot runs under another policy or library fingerprint (with the one found).
     Policy = 13,
-    /// A Register without take_over while another incarnation's lease is live (with its expiry).
+    /// A Register without take_over while another incarnation's lease is live (with the ms left).
     SpecialistLive = 14,
     /// A call for an incarnation that is not the specialist's current one (with the one given).
     IncarnationEnded = 15,

@@ -55,7 +55,7 @@ impl Machine {
                         if existing.lease_expires_at_ms > now_ms && !take_over {
                             return Err(StoreError::SpecialistLive {
                                 specialist_id: specialist_id.clone(),
-                                lease_expires_at_ms: existing.lease_expires_at_ms,
+                                lease_left_ms: existing.lease_expires_at_ms - now_ms,
                             });
                         }
                         requeued = self.end_incarnation(&specialist_id, &incarnation, now_ms);

@@ -26,7 +26,7 @@ const CALLERS: usize = 8;
 const POSTGRES_ADDR: &str = "127.0.0.1:5432";
 const DONE_WITHIN: Duration = Duration::from_secs(120);
 
-fn seed() -> u64 {
+pub(crate) fn seed() -> u64 {
     std::env::var("SWITCHBOARD_FAULT_SEED")
         .ok()
         .and_then(|text| text.parse().ok())
@@ -55,7 +55,8 @@ fn subtask_id(n: usize) -> String {
 
 type Shared = Arc<Mutex<checker::Observed>>;
 
-/// Retries a call while the deployment cannot serve it (UNAVAILABLE, DEADLINE_EXCEEDED).
+/// Retries a call while the deployment cannot serve it: UNAVAILABLE, DEADLINE_EXCEEDED, or the
+/// connection broke under the call (a killed replica; every call here may be repeated).
 async fn retrying<T, F, Fut>(mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut() -> Fut,
@@ -63,7 +64,11 @@ where
 {
     loop {
         match call().await {
-            Err(status) if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded) => {
+            Err(status)
+                if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
+                    || (status.code() == Code::Unknown
+                        && status.message().starts_with("transport error")) =>
+            {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return other,
@@ -161,7 +166,7 @@ async fn answer(clients: Clients, id: String, assignment: pb::Assignment, observ
 
 /// Submits subtasks `caller`, `caller + CALLERS`, ...; every fifth depends on this caller's
 /// previous one, and some are cancelled right after. Returns the acknowledged ids.
-async fn submit(clients: Clients, caller: usize) -> Vec<String> {
+async fn submit(clients: Clients, caller: usize, pace: Duration) -> Vec<String> {
     let mut acknowledged = Vec::new();
     for n in (caller..SUBTASKS).step_by(CALLERS) {
         let mut request = task(&subtask_id(n), "backend", &["rust"]);
@@ -188,16 +193,16 @@ async fn submit(clients: Clients, caller: usize) -> Vec<String> {
                 .await;
             }
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(pace).await;
     }
     acknowledged
 }
 
-/// How long until a GetSpecialist succeeds through every one of `replicas`.
-async fn recovered(replicas: &[&TestServer]) -> Duration {
+/// How long until a GetSpecialist succeeds through every one of the replicas at `addrs`.
+pub(crate) async fn recovered(addrs: &[std::net::SocketAddr]) -> Duration {
     let started = std::time::Instant::now();
-    for replica in replicas {
-        let clients = replica.clients.clone();
+    for addr in addrs {
+        let clients = Clients::lazy(*addr, Incarnations::default());
         poll_until("calls succeed again", Duration::from_secs(30), || {
             let mut clients = clients.clone();
             async move {
@@ -257,31 +262,8 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
             .await,
         );
     }
-    let observed: Shared = Arc::new(Mutex::new(checker::Observed::default()));
-    let mut background = Vec::new();
-    // Every agent's calls carry its incarnation, through either replica.
-    let incarnations = replicas[0].clients.incarnations.clone();
-    for n in 0..AGENTS {
-        let mut clients =
-            Clients::connect_sharing(replicas[n % 2].addr, incarnations.clone()).await;
-        clients
-            .register_full(&agent_id(n), "backend", &["rust"], 3, Availability::Online)
-            .await;
-        let watch_via = Clients::connect_sharing(replicas[n % 2].addr, incarnations.clone()).await;
-        let other =
-            Clients::connect_sharing(replicas[(n + 1) % 2].addr, incarnations.clone()).await;
-        background.push(tokio::spawn(heartbeat(other.clone(), agent_id(n))));
-        background.push(tokio::spawn(agent(
-            watch_via,
-            other,
-            agent_id(n),
-            observed.clone(),
-        )));
-    }
-
-    let callers: Vec<_> = (0..CALLERS)
-        .map(|caller| tokio::spawn(submit(replicas[caller % 2].clients.clone(), caller)))
-        .collect();
+    let addrs: Vec<_> = replicas.iter().map(|replica| replica.addr).collect();
+    let load = start_load(&addrs, Duration::from_millis(10)).await;
     // The faults, while the load runs; after each, how long until calls succeed again through the
     // replicas it touched.
     let mut recoveries = Vec::new();
@@ -289,7 +271,7 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
     redis.pause();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.resume();
-    recoveries.push(recovered(&[&replicas[0], &replicas[1]]).await);
+    recoveries.push(recovered(&addrs).await);
     tokio::time::sleep(Duration::from_secs(1)).await;
     postgres_proxy.cut();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -298,14 +280,101 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
     redis.pause();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis.resume();
-    recoveries.push(recovered(&[&replicas[0], &replicas[1]]).await);
+    recoveries.push(recovered(&addrs).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis_proxy.cut();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis_proxy.restore();
-    recoveries.push(recovered(&[&replicas[1]]).await);
+    recoveries.push(recovered(&addrs[1..]).await);
     let worst_recovery = recoveries.iter().max().copied().unwrap_or_default();
 
+    let summary = check_load(load, &db).await;
+    eprintln!(
+        "seed {}: {summary}, worst recovery {} ms",
+        seed(),
+        worst_recovery.as_millis()
+    );
+    assert!(
+        worst_recovery <= Duration::from_secs(2),
+        "calls failed for {worst_recovery:?} after a store came back: {recoveries:?}"
+    );
+}
+
+/// The mixed load running on a deployment.
+pub(crate) struct Load {
+    observed: Shared,
+    clients: Clients,
+    callers: Vec<tokio::task::JoinHandle<Vec<String>>>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts the mixed load on the replicas at `addrs`: agent n registers and watches through
+/// replica n, heartbeats and reports through the next; caller k submits through replica k (each
+/// modulo the count), one every `pace`. Clients connect lazily, so a replica that is down for a while (or killed and
+/// started again on its port) answers UNAVAILABLE, which the load retries.
+pub(crate) async fn start_load(addrs: &[std::net::SocketAddr], pace: Duration) -> Load {
+    let replica = |n: usize| addrs[n % addrs.len()];
+    let incarnations = Incarnations::default();
+    let observed: Shared = Arc::new(Mutex::new(checker::Observed::default()));
+    let mut background = Vec::new();
+    for n in 0..AGENTS {
+        let mut clients = Clients::lazy(replica(n), incarnations.clone());
+        retrying(|| {
+            let mut clients = clients.clone();
+            async move {
+                clients
+                    .register
+                    .register(pb::RegisterRequest {
+                        specialist_id: agent_id(n),
+                        specialist_type: "backend".into(),
+                        capabilities: strings(&["rust"]),
+                        max_concurrency: 3,
+                        incarnation: clients.incarnations.get(&agent_id(n)),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|reply| {
+                        clients
+                            .incarnations
+                            .set(&agent_id(n), &reply.into_inner().incarnation)
+                    })
+            }
+        })
+        .await
+        .expect("an agent registers");
+        clients = Clients::lazy(replica(n), incarnations.clone());
+        let other = Clients::lazy(replica(n + 1), incarnations.clone());
+        background.push(tokio::spawn(heartbeat(other.clone(), agent_id(n))));
+        background.push(tokio::spawn(agent(
+            clients,
+            other,
+            agent_id(n),
+            observed.clone(),
+        )));
+    }
+    let callers = (0..CALLERS)
+        .map(|caller| {
+            let clients = Clients::lazy(replica(caller), incarnations.clone());
+            tokio::spawn(submit(clients, caller, pace))
+        })
+        .collect();
+    Load {
+        observed,
+        clients: Clients::lazy(addrs[0], incarnations),
+        callers,
+        background,
+    }
+}
+
+/// Waits for the callers, then for every acknowledged subtask to finish and for Postgres to hold
+/// its final state; runs the history checker and fails on any anomaly. A one-line summary.
+pub(crate) async fn check_load(load: Load, db: &TestDb) -> String {
+    let Load {
+        observed,
+        clients: reader,
+        callers,
+        background,
+    } = load;
     let mut acknowledged = BTreeSet::new();
     for caller in callers {
         acknowledged.extend(caller.await.expect("a caller"));
@@ -317,7 +386,7 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
     let final_states: BTreeMap<String, pb::Assignment> = {
         let deadline = tokio::time::Instant::now() + DONE_WITHIN;
         loop {
-            let clients = replicas[0].clients.clone();
+            let clients = reader.clone();
             let all: Vec<(String, Option<pb::Assignment>)> = futures::stream::iter(ids.clone())
                 .map(|id| {
                     let mut clients = clients.clone();
@@ -378,7 +447,7 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
 
     let mut active = BTreeMap::new();
     for n in 0..AGENTS {
-        let mut clients = replicas[0].clients.clone();
+        let mut clients = reader.clone();
         active.insert(
             agent_id(n),
             clients.specialist(&agent_id(n)).await.active_assignments,
@@ -397,14 +466,12 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
             *counts.entry(state_of(a).as_str_name()).or_insert(0) += 1;
             counts
         });
-    eprintln!(
-        "seed {}: {} acknowledged, outcomes {outcomes:?}, {} delivered, {} reported, {} anomalies, worst recovery {} ms",
-        seed(),
+    let summary = format!(
+        "{} acknowledged, outcomes {outcomes:?}, {} delivered, {} reported, {} anomalies",
         acknowledged.len(),
         observed.delivered.len(),
         observed.reported.len(),
-        anomalies.len(),
-        worst_recovery.as_millis()
+        anomalies.len()
     );
     assert!(
         anomalies.is_empty(),
@@ -412,11 +479,8 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
         anomalies.len(),
         &anomalies[..anomalies.len().min(10)]
     );
-    assert!(
-        worst_recovery <= Duration::from_secs(2),
-        "calls failed for {worst_recovery:?} after a store came back: {recoveries:?}"
-    );
     for task in background {
         task.abort();
     }
+    summary
 }

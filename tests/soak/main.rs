@@ -11,6 +11,7 @@ mod support;
 
 mod agent_faults;
 mod fault_scenario;
+mod process_faults;
 mod redis_durability;
 mod redis_faults;
 mod redis_replicas;

@@ -224,7 +224,20 @@ impl Clients {
 
     /// Clients whose helpers carry the incarnations in `incarnations` (another replica's, say).
     pub async fn connect_sharing(addr: SocketAddr, incarnations: Incarnations) -> Self {
-        let channel = channel(addr).await;
+        Self::on_channel(channel(addr).await, incarnations)
+    }
+
+    /// Clients that connect on first use and reconnect after a failure (a server that is down
+    /// for now answers UNAVAILABLE): for a replica the test kills and starts again on its port.
+    pub fn lazy(addr: SocketAddr, incarnations: Incarnations) -> Self {
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .expect("valid endpoint")
+            .connect_timeout(Duration::from_secs(1))
+            .connect_lazy();
+        Self::on_channel(channel, incarnations)
+    }
+
+    fn on_channel(channel: Channel, incarnations: Incarnations) -> Self {
         let limit = 4 * 1024 * 1024;
         Self {
             register: RegisterServiceClient::new(channel.clone())

@@ -455,7 +455,7 @@ pub(super) fn refused(refusal: RefusalCode, detail: &[Value], about: About<'_>) 
             RefusalCode::Policy => StoreError::Unavailable("redis runs other rules".into()),
             RefusalCode::SpecialistLive => StoreError::SpecialistLive {
                 specialist_id: about.specialist.to_string(),
-                lease_expires_at_ms: detail.first().map(int).transpose()?.unwrap_or_default(),
+                lease_left_ms: detail.first().map(int).transpose()?.unwrap_or_default(),
             },
             RefusalCode::IncarnationEnded => Precondition::IncarnationEnded {
                 specialist_id: about.specialist.to_string(),
