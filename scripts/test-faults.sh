@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The seeded fault scenarios (tests/soak/fault_scenario.rs, tests/soak/process_faults.rs) over
+# The seeded fault scenarios (tests/soak/fault_scenario.rs, process_faults.rs, cluster_faults.rs) over
 # many seeds: a line per run, then one summary row per scenario. `make test-faults`; SEEDS=N for
 # another count (default 20).
 set -euo pipefail
@@ -12,6 +12,7 @@ cargo test --test soak --no-run
 scenarios=(
   "fault_scenario::|Redis stopped twice (2 s), Postgres cut (3 s), one replica cut off from Redis (2 s); two in-process replicas, six agents, mixed load"
   "process_faults::|one replica process SIGKILLed and restarted three times, Redis (appendfsync always) SIGKILLed and restarted twice; two replica processes, six agents, mixed load"
+  "cluster_faults::|three-node Redis Cluster: two nodes stopped in turn (2 s each), Postgres cut (3 s); two in-process replicas, six agents, mixed load"
 )
 rows=()
 for scenario in "${scenarios[@]}"; do

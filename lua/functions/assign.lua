@@ -85,6 +85,14 @@ local function fn_assign(KEYS, ARGV)
     -- Another type holds the claim and nothing of the id is here: the store asks that type
     -- (`void` there) before it takes the claim over.
     if elsewhere then return {0, 'unclaimed', elsewhere} end
+  elseif claim == 'n' then
+    -- The same call run twice (a cluster client sends a call again when its first reply is
+    -- late, and Redis may run both): the second finds what the first made.
+    local existing = sub_get(id, true)
+    if existing then
+      if sub_spec(existing) ~= spec then return refuse(E.ALREADY_EXISTS) end
+      return flush({0, 'view', view(existing), remote_waits(existing)})
+    end
   end
   if POL.outbox and rcall('XLEN', P .. K.outbox) >= POL.outbox_bound then
     return refuse(E.BACKLOG_FULL, POL.outbox_bound)

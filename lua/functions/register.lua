@@ -51,6 +51,9 @@ local function fn_register(KEYS, ARGV)
   local s = spec_get(id)
   if ARGV[9] == '1' and s then return {0, 'taken'} end
   local incarnation, mode = ARGV[12], ARGV[13]
+  -- The same Register run twice (a cluster client sends a call again when its first reply is
+  -- late): the incarnation it started is live, and the second one keeps it.
+  if s and s.inc == incarnation then mode = 'keep' end
   if mode == 'keep' then
     -- An unknown id (deregistered, or lost with Redis's data) is registered anew under it.
     refused = incarnation_refused(s, incarnation)

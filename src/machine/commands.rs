@@ -38,6 +38,12 @@ impl Machine {
                     .into());
                 }
                 let incarnation = match registration.incarnation {
+                    // The same Register again (a retried call) keeps what the first one started.
+                    Incarnation::Start { incarnation, .. }
+                        if existing.incarnation == incarnation =>
+                    {
+                        incarnation
+                    }
                     Incarnation::Keep(incarnation) => {
                         if existing.incarnation != incarnation {
                             return Err(Precondition::IncarnationEnded {

@@ -449,6 +449,9 @@ pub(crate) async fn check_load(load: Load, db: &TestDb) -> String {
         std::mem::take(&mut *observed)
     };
     let anomalies = checker::check(&postgres, &observed).await;
+    if let Some(first) = anomalies.first() {
+        print_history(&postgres, first.split(':').next().unwrap_or_default()).await;
+    }
     let outcomes = final_states
         .values()
         .fold(BTreeMap::new(), |mut counts, a| {
@@ -486,4 +489,29 @@ pub(crate) fn conclude(summary: String, recoveries: &[Duration]) {
         worst_recovery <= Duration::from_secs(2),
         "calls failed for {worst_recovery:?} after a fault ended: {recoveries:?}"
     );
+}
+
+/// The history of one subtask, oldest first, for a failure message.
+async fn print_history(postgres: &tokio_postgres::Client, subtask_id: &str) {
+    let rows = postgres
+        .query(
+            "SELECT event_id, kind, state, specialist_id, epoch, attempt FROM assignment_history \
+             WHERE subtask_id = $1 ORDER BY event_ms, event_seq",
+            &[&subtask_id],
+        )
+        .await
+        .unwrap_or_default();
+    eprintln!("history of {subtask_id}:");
+    for row in rows {
+        let specialist: Option<String> = row.get(3);
+        eprintln!(
+            "  {} {} {} {} epoch {} attempt {}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+            specialist.unwrap_or_default(),
+            row.get::<_, i64>(4),
+            row.get::<_, i32>(5)
+        );
+    }
 }

@@ -10,6 +10,7 @@ mod pg;
 mod support;
 
 mod agent_faults;
+mod cluster_faults;
 mod fault_scenario;
 mod process_faults;
 mod redis_durability;

@@ -281,6 +281,11 @@ impl PrivateCluster {
         }
     }
 
+    /// Node `index` (0..3), to pause, resume or kill.
+    pub fn node(&self, index: usize) -> &PrivateRedis {
+        &self.nodes[index]
+    }
+
     /// The nodes' URLs, comma-separated (what --redis-url takes with --redis-cluster).
     pub fn urls(&self) -> String {
         self.nodes
