@@ -1,25 +1,25 @@
 #!/usr/bin/env bash
-# The seeded fault scenarios (tests/soak/fault_scenario.rs, process_faults.rs, cluster_faults.rs) over
-# many seeds: a line per run, then one summary row per scenario. `make test-faults`; SEEDS=N for
-# another count (default 20).
+# The seeded fault scenarios of tests/soak (fault_scenario, process_faults, cluster_faults,
+# postgres_outage) over many seeds: a line per run, then one summary row per scenario. `make
+# test-faults`; SEEDS=N for another count (default 20; the minute-long Postgres outage runs 3).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 seeds=${SEEDS:-20}
 cargo test --test soak --no-run
 
-# scenario filter, then its description in the table
+# scenario filter | its description in the table | seeds (default: all of them)
 scenarios=(
   "fault_scenario::|Redis stopped twice (2 s), Postgres cut (3 s), one replica cut off from Redis (2 s); two in-process replicas, six agents, mixed load"
   "process_faults::|one replica process SIGKILLed and restarted three times, Redis (appendfsync always) SIGKILLed and restarted twice; two replica processes, six agents, mixed load"
   "cluster_faults::|three-node Redis Cluster: two nodes stopped in turn (2 s each), Postgres cut (3 s); two in-process replicas, six agents, mixed load"
+  "postgres_outage::|Postgres down for 60 s; two in-process replicas, six agents, mixed load spread over the outage|3"
 )
 rows=()
 for scenario in "${scenarios[@]}"; do
-  filter=${scenario%%|*}
-  description=${scenario#*|}
+  IFS='|' read -r filter description count <<<"$scenario"
   runs=0 subtasks=0 anomalies=0 worst=0
-  for seed in $(seq 1 "$seeds"); do
+  for seed in $(seq 1 "${count:-$seeds}"); do
     if ! out=$(SWITCHBOARD_FAULT_SEED=$seed cargo test -q --test soak "$filter" -- --nocapture 2>&1); then
       echo "$filter seed $seed FAILED:" >&2
       grep -v " WARN \| INFO " <<<"$out" | tail -40 >&2

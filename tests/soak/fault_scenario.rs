@@ -2,7 +2,7 @@
 //! Redis, the second replica reaching it through a proxy; Postgres behind a proxy), six agents
 //! heartbeating through one replica and watching on the other, and a mixed load (Assign with
 //! dependencies, success and failure reports, releases, cancels) while Redis is stopped twice,
-//! Postgres cut once and the second replica cut off from Redis once. Every acknowledged subtask
+//! Postgres cut once and the second replica's link to Redis cut, slowed and made half-open. Every acknowledged subtask
 //! must finish, calls must succeed within 2 s of each store's return, and the history in Postgres
 //! must hold no anomaly (pg::checker). SWITCHBOARD_FAULT_SEED picks another seed; `make
 //! test-faults` runs twenty.
@@ -263,7 +263,8 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
         );
     }
     let addrs: Vec<_> = replicas.iter().map(|replica| replica.addr).collect();
-    let load = start_load(&addrs, Duration::from_millis(10)).await;
+    // Submissions spread over most of the run, so every fault meets traffic.
+    let load = start_load(&addrs, Duration::from_millis(250)).await;
     // The faults, while the load runs; after each, how long until calls succeed again through the
     // replicas it touched.
     let mut recoveries = Vec::new();
@@ -283,6 +284,18 @@ async fn mixed_load_through_redis_stalls_and_postgres_and_network_cuts_leaves_a_
     recoveries.push(recovered(&addrs).await);
     tokio::time::sleep(Duration::from_millis(500)).await;
     redis_proxy.cut();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis_proxy.restore();
+    recoveries.push(recovered(&addrs[1..]).await);
+    // The same link slow (every chunk 300 ms late), then half-open (nothing passes, nothing
+    // closes), each for 2 s.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis_proxy.delay(Duration::from_millis(300));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    redis_proxy.restore();
+    recoveries.push(recovered(&addrs[1..]).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis_proxy.silence();
     tokio::time::sleep(Duration::from_secs(2)).await;
     redis_proxy.restore();
     recoveries.push(recovered(&addrs[1..]).await);

@@ -12,6 +12,7 @@ mod support;
 mod agent_faults;
 mod cluster_faults;
 mod fault_scenario;
+mod postgres_outage;
 mod process_faults;
 mod redis_durability;
 mod redis_faults;
