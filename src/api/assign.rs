@@ -30,10 +30,13 @@ impl AssignService for AssignApi {
         let caller = caller_of(&request)?;
         if let Err(retry_after) = self.context.assign_limiter.check(&caller) {
             metrics::counter!(names::RATE_LIMITED, "method" => "Assign").increment(1);
-            return Err(ApiError::RateLimited(format!(
-                "assign rate limit exceeded for caller {caller}; retry in {} ms",
-                retry_after.as_millis()
-            ))
+            return Err(ApiError::RateLimited {
+                message: format!(
+                    "assign rate limit exceeded for caller {caller}; retry in {} ms",
+                    retry_after.as_millis()
+                ),
+                retry_after,
+            }
             .into());
         }
         let request = request.into_inner();

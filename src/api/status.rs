@@ -11,8 +11,13 @@ pub enum ApiError {
     /// One or more fields broke a rule: (field, description) pairs.
     #[error("invalid argument")]
     InvalidArgument(Vec<(String, String)>),
-    #[error("{0}")]
-    RateLimited(String),
+    /// Over a limit; the caller may retry after `retry_after` (sent as a `google.rpc.RetryInfo`
+    /// detail).
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -27,7 +32,14 @@ impl From<ApiError> for Status {
     fn from(error: ApiError) -> Self {
         match error {
             ApiError::InvalidArgument(violations) => invalid_argument(violations),
-            ApiError::RateLimited(message) => Status::resource_exhausted(message),
+            ApiError::RateLimited {
+                message,
+                retry_after,
+            } => Status::with_error_details(
+                Code::ResourceExhausted,
+                message,
+                ErrorDetails::with_retry_info(Some(retry_after)),
+            ),
             ApiError::Store(store_error) => store_status(store_error),
         }
     }

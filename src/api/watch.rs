@@ -20,6 +20,9 @@ use super::{convert, ApiContext};
 pub type WatchStream =
     Pin<Box<dyn Stream<Item = Result<pb::WatchAssignmentsResponse, Status>> + Send>>;
 
+/// What a refused WatchAssignments suggests as the wait before trying again.
+const WATCH_RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Messages buffered per stream before the forwarder waits for the client.
 const STREAM_BUFFER: usize = 64;
 /// Delivered assignments remembered before the list is trimmed to what is still in flight.
@@ -34,10 +37,13 @@ pub async fn open(
     incarnation: String,
 ) -> Result<WatchStream, ApiError> {
     let Some(slot) = context.watch_slots.take() else {
-        return Err(ApiError::RateLimited(format!(
-            "this server keeps {} watch streams open already (--max-watch-streams); retry later or on another replica",
-            context.watch_slots.max()
-        )));
+        return Err(ApiError::RateLimited {
+            message: format!(
+                "this server keeps {} watch streams open already (--max-watch-streams); retry later or on another replica",
+                context.watch_slots.max()
+            ),
+            retry_after: WATCH_RETRY_AFTER,
+        });
     };
     let feed = context.store.subscribe(&specialist_id).await?;
     let in_flight = context.store.in_flight(&specialist_id).await?;

@@ -590,6 +590,16 @@ async fn assign_is_rate_limited_per_caller() {
         .await;
     let status = assert_code(refused, Code::ResourceExhausted);
     assert!(!status.message().is_empty());
+    // The wait comes as a google.rpc.RetryInfo detail too, for clients to honour.
+    use tonic_types::StatusExt;
+    let retry = status
+        .get_details_retry_info()
+        .and_then(|info| info.retry_delay)
+        .expect("a RetryInfo detail");
+    assert!(
+        retry > std::time::Duration::ZERO && retry <= std::time::Duration::from_secs(60),
+        "{retry:?}"
+    );
     assert_not_created(&mut c, "rl-a-over").await;
 
     // Another caller has its own budget.
