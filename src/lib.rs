@@ -1,6 +1,7 @@
 //! Switchboard: a gRPC control plane that assigns work to AI agents and services.
 
 pub mod api;
+pub mod auth;
 pub mod bench;
 pub mod config;
 pub mod domain;

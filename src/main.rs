@@ -38,6 +38,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(config) => bench(config).await,
         Command::Migrate(config) => migrate(config).await,
         Command::Simulate(config) => simulate(config).await,
+        Command::Token(config) => switchboard::auth::cli::run(config),
     }
 }
 

@@ -9,7 +9,8 @@ use crate::pb::assign_service_server::AssignService;
 
 use super::status::ApiError;
 use super::watch::{self, WatchStream};
-use super::{caller_of, convert, ApiContext};
+use super::{auth, caller_of, convert, ApiContext};
+use crate::auth::access::Need;
 
 pub struct AssignApi {
     context: ApiContext,
@@ -27,6 +28,7 @@ impl AssignService for AssignApi {
         &self,
         request: Request<pb::AssignRequest>,
     ) -> Result<Response<pb::AssignResponse>, Status> {
+        let who = auth::caller(&request);
         let caller = caller_of(&request)?;
         if let Err(retry_after) = self.context.assign_limiter.check(&caller) {
             metrics::counter!(names::RATE_LIMITED, "method" => "Assign").increment(1);
@@ -48,6 +50,13 @@ impl AssignService for AssignApi {
         let spec = convert::subtask_spec(request, &self.context.policy).inspect_err(|_| {
             metrics::counter!(names::ASSIGNMENTS, "outcome" => "rejected").increment(1);
         })?;
+        auth::allow(
+            &who,
+            Need::Submit {
+                subtask_id: &spec.subtask_id,
+                specialist_type: &spec.specialist_type,
+            },
+        )?;
         let view = self
             .context
             .assigner
@@ -64,14 +73,25 @@ impl AssignService for AssignApi {
         &self,
         request: Request<pb::GetAssignmentRequest>,
     ) -> Result<Response<pb::GetAssignmentResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::id("subtask_id", &request.subtask_id)?;
-        let (view, subtask) = self
-            .context
-            .store
-            .get_assignment(&request.subtask_id)
-            .await
-            .map_err(ApiError::from)?;
+        // Its submitter may read it; an agent, only while one of its specialists holds it (and
+        // it learns nothing of other subtasks, not even whether they exist).
+        let as_submitter = auth::allow(&caller, Need::Subtask(&request.subtask_id));
+        if let (Err(denied), false) = (&as_submitter, auth::is_agent(&caller)) {
+            return Err(ApiError::PermissionDenied(denied.to_string()).into());
+        }
+        let found = self.context.store.get_assignment(&request.subtask_id).await;
+        if as_submitter.is_err() {
+            let holder = found
+                .as_ref()
+                .ok()
+                .and_then(|(view, _)| view.holder.as_ref())
+                .map(|holder| holder.specialist_id.as_str());
+            auth::allow(&caller, Need::HeldSubtask { holder })?;
+        }
+        let (view, subtask) = found.map_err(ApiError::from)?;
         Ok(Response::new(pb::GetAssignmentResponse {
             assignment: Some(convert::assignment_to_proto(view)),
             subtask: Some(convert::subtask_to_proto(subtask)),
@@ -82,7 +102,9 @@ impl AssignService for AssignApi {
         &self,
         request: Request<pb::ReleaseRequest>,
     ) -> Result<Response<pb::ReleaseResponse>, Status> {
+        let caller = auth::caller(&request);
         let release = convert::release_request(request.into_inner())?;
+        auth::allow(&caller, Need::ActFor(&release.specialist_id))?;
         let (subtask_id, specialist_id) =
             (release.subtask_id.clone(), release.specialist_id.clone());
         let view = self
@@ -101,8 +123,10 @@ impl AssignService for AssignApi {
         &self,
         request: Request<pb::CancelRequest>,
     ) -> Result<Response<pb::CancelResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::cancel_request(&request)?;
+        auth::allow(&caller, Need::Subtask(&request.subtask_id))?;
         let view = self
             .context
             .store
@@ -121,11 +145,13 @@ impl AssignService for AssignApi {
         &self,
         request: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let mut violations = convert::Violations::default();
         violations.id("specialist_id", &request.specialist_id);
         violations.incarnation("incarnation", &request.incarnation);
         violations.finish()?;
+        auth::allow(&caller, Need::ActFor(&request.specialist_id))?;
         let stream = watch::open(
             self.context.clone(),
             request.specialist_id,

@@ -1,6 +1,7 @@
 //! gRPC adapters: one file per proto service over the `Store` trait, plus conversion and status mapping.
 
 pub mod assign;
+pub mod auth;
 pub mod convert;
 mod identity;
 pub mod performance;
@@ -40,9 +41,13 @@ pub struct ApiContext {
 /// Metadata key naming the caller for per-caller rate limits.
 pub const CALLER_ID_METADATA: &str = "x-caller-id";
 
-/// The caller's identity: the identity in its TLS client certificate (mutual TLS), else the
-/// `x-caller-id` metadata (an id: printable, at most 128 bytes), else the peer IP address.
+/// The caller's identity for per-caller limits: its token's role and subject (authentication on),
+/// else the identity in its TLS client certificate (mutual TLS), else the `x-caller-id` metadata
+/// (an id: printable, at most 128 bytes), else the peer IP address.
 pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {
+    if let crate::auth::Caller::Token(claims) = auth::caller(request) {
+        return Ok(format!("token:{}:{}", claims.role.as_str(), claims.sub));
+    }
     if let Some(certificates) = request.peer_certs() {
         if let Some(identity) = certificates
             .first()

@@ -7,9 +7,10 @@ use crate::learned_scorer::LearnedEngine;
 use crate::pb;
 use crate::pb::performance_service_server::PerformanceService;
 
-use super::convert;
 use super::status::ApiError;
 use super::ApiContext;
+use super::{auth, convert};
+use crate::auth::access::Need;
 
 pub struct PerformanceApi {
     context: ApiContext,
@@ -27,7 +28,9 @@ impl PerformanceService for PerformanceApi {
         &self,
         request: Request<pb::ReportCompletionRequest>,
     ) -> Result<Response<pb::ReportCompletionResponse>, Status> {
+        let caller = auth::caller(&request);
         let report = convert::completion_report(request.into_inner())?;
+        auth::allow(&caller, Need::ActFor(&report.specialist_id))?;
         let (subtask_id, specialist_id, success) = (
             report.subtask_id.clone(),
             report.specialist_id.clone(),
@@ -49,8 +52,10 @@ impl PerformanceService for PerformanceApi {
         &self,
         request: Request<pb::GetPerformanceRequest>,
     ) -> Result<Response<pb::GetPerformanceResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::id("specialist_id", &request.specialist_id)?;
+        auth::allow(&caller, Need::ReadSpecialist(&request.specialist_id))?;
         let summary = self
             .context
             .store
@@ -71,8 +76,9 @@ impl PerformanceService for PerformanceApi {
 
     async fn get_model_status(
         &self,
-        _request: Request<pb::GetModelStatusRequest>,
+        request: Request<pb::GetModelStatusRequest>,
     ) -> Result<Response<pb::GetModelStatusResponse>, Status> {
+        auth::allow(&auth::caller(&request), Need::ModelStatus)?;
         let learned = self.context.engine.as_ref().map(LearnedEngine::status);
         Ok(Response::new(convert::model_status(
             &self.context.policy,

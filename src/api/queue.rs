@@ -5,9 +5,10 @@ use tonic::{Request, Response, Status};
 use crate::pb;
 use crate::pb::queue_service_server::QueueService;
 
-use super::convert;
 use super::status::ApiError;
 use super::ApiContext;
+use super::{auth, convert};
+use crate::auth::access::Need;
 
 pub struct QueueApi {
     context: ApiContext,
@@ -25,8 +26,10 @@ impl QueueService for QueueApi {
         &self,
         request: Request<pb::GetQueuePositionRequest>,
     ) -> Result<Response<pb::GetQueuePositionResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::id("subtask_id", &request.subtask_id)?;
+        auth::allow(&caller, Need::Subtask(&request.subtask_id))?;
         let position = self
             .context
             .store
@@ -45,12 +48,14 @@ impl QueueService for QueueApi {
         &self,
         request: Request<pb::ListQueueRequest>,
     ) -> Result<Response<pb::ListQueueResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::required_type(
             "specialist_type",
             &request.specialist_type,
             &self.context.policy,
         )?;
+        auth::allow(&caller, Need::QueueEntries(&request.specialist_type))?;
         let page = convert::page_request(request.page_size, request.page_token)?;
         let page = self
             .context
@@ -80,12 +85,14 @@ impl QueueService for QueueApi {
         &self,
         request: Request<pb::GetQueueStatsRequest>,
     ) -> Result<Response<pb::GetQueueStatsResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let specialist_type = convert::type_filter(
             "specialist_type",
             &request.specialist_type,
             &self.context.policy,
         )?;
+        auth::allow(&caller, Need::QueueStats(specialist_type.as_deref()))?;
         let stats = self
             .context
             .store

@@ -6,9 +6,10 @@ use tracing::info;
 use crate::pb;
 use crate::pb::register_service_server::RegisterService;
 
-use super::convert;
 use super::status::ApiError;
 use super::ApiContext;
+use super::{auth, convert};
+use crate::auth::access::Need;
 
 pub struct RegisterApi {
     context: ApiContext,
@@ -26,7 +27,15 @@ impl RegisterService for RegisterApi {
         &self,
         request: Request<pb::RegisterRequest>,
     ) -> Result<Response<pb::RegisterResponse>, Status> {
+        let caller = auth::caller(&request);
         let registration = convert::registration(request.into_inner(), &self.context.policy)?;
+        auth::allow(
+            &caller,
+            match &registration.specialist_id {
+                Some(specialist_id) => Need::ActFor(specialist_id),
+                None => Need::MintSpecialist,
+            },
+        )?;
         let registered = self
             .context
             .store
@@ -53,6 +62,7 @@ impl RegisterService for RegisterApi {
         &self,
         request: Request<pb::HeartbeatRequest>,
     ) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         let mut violations = convert::Violations::default();
         violations.id("specialist_id", &request.specialist_id);
@@ -60,6 +70,7 @@ impl RegisterService for RegisterApi {
         let availability =
             convert::availability_from_proto("availability", request.availability, &mut violations);
         violations.finish()?;
+        auth::allow(&caller, Need::ActFor(&request.specialist_id))?;
         let specialist = self
             .context
             .store
@@ -77,8 +88,10 @@ impl RegisterService for RegisterApi {
         &self,
         request: Request<pb::DeregisterRequest>,
     ) -> Result<Response<pb::DeregisterResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::id("specialist_id", &request.specialist_id)?;
+        auth::allow(&caller, Need::ActFor(&request.specialist_id))?;
         let requeued = self
             .context
             .store
@@ -95,8 +108,10 @@ impl RegisterService for RegisterApi {
         &self,
         request: Request<pb::GetSpecialistRequest>,
     ) -> Result<Response<pb::GetSpecialistResponse>, Status> {
+        let caller = auth::caller(&request);
         let request = request.into_inner();
         convert::id("specialist_id", &request.specialist_id)?;
+        auth::allow(&caller, Need::ReadSpecialist(&request.specialist_id))?;
         let specialist = self
             .context
             .store
@@ -112,6 +127,7 @@ impl RegisterService for RegisterApi {
         &self,
         request: Request<pb::ListSpecialistsRequest>,
     ) -> Result<Response<pb::ListSpecialistsResponse>, Status> {
+        auth::allow(&auth::caller(&request), Need::ReadAllSpecialists)?;
         let request = request.into_inner();
         let specialist_type = convert::type_filter(
             "specialist_type",

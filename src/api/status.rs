@@ -18,6 +18,12 @@ pub enum ApiError {
         message: String,
         retry_after: std::time::Duration,
     },
+    /// No valid token (authentication on).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// A valid token that does not allow the call; says what is missing.
+    #[error("{0}")]
+    PermissionDenied(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -40,6 +46,8 @@ impl From<ApiError> for Status {
                 message,
                 ErrorDetails::with_retry_info(Some(retry_after)),
             ),
+            ApiError::Unauthenticated(message) => Status::unauthenticated(message),
+            ApiError::PermissionDenied(message) => Status::permission_denied(message),
             ApiError::Store(store_error) => store_status(store_error),
         }
     }

@@ -1,10 +1,11 @@
 //! Command-line and environment configuration: the only place that reads the environment. One
-//! file per subcommand (serve, bench, simulate, migrate); `--help` shows each flag's doc comment.
+//! file per subcommand (serve, bench, simulate, migrate, token); `--help` shows each flag's doc comment.
 
 mod bench;
 mod migrate;
 mod serve;
 mod simulate;
+mod token;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -12,6 +13,7 @@ pub use bench::BenchConfig;
 pub use migrate::MigrateConfig;
 pub use serve::ServeConfig;
 pub use simulate::SimulateConfig;
+pub use token::{IssueConfig, TokenCommand, TokenConfig};
 
 /// Switchboard: a gRPC control plane that assigns work to AI agents and services.
 #[derive(Debug, Parser)]
@@ -34,6 +36,8 @@ pub enum Command {
     /// Compare routing policies (random, least-loaded, rules, learned, oracle) on a seeded
     /// synthetic world, driving the real embedded store and learned scorer.
     Simulate(SimulateConfig),
+    /// Make a signing key and issue bearer tokens for `serve --auth-key-file`.
+    Token(TokenConfig),
 }
 
 /// Where the performance factor of the score comes from.

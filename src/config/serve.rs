@@ -129,6 +129,31 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_TLS_CLIENT_CA", requires = "tls_cert")]
     pub tls_client_ca: Option<std::path::PathBuf>,
 
+    /// Require `authorization: Bearer <token>` on the four services, tokens signed by this key
+    /// (a file from `switchboard token keygen`; its `.pub` file is enough). Repeat to trust several
+    /// keys while rotating. Health and reflection stay open. Read at start.
+    #[arg(
+        long = "auth-key-file",
+        env = "SWITCHBOARD_AUTH_KEY_FILE",
+        value_delimiter = ','
+    )]
+    pub auth_key_files: Vec<std::path::PathBuf>,
+
+    /// With --auth-key-file: token ids (`jti`, one per line, `#` comments) refused although their
+    /// signature and expiry are good. Read at start.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_AUTH_REVOKED_FILE",
+        requires = "auth_key_files"
+    )]
+    pub auth_revoked_file: Option<std::path::PathBuf>,
+
+    /// Serve without authentication on an address other than loopback. Without --auth-key-file
+    /// the server refuses to listen beyond loopback unless this is given (anyone who can connect
+    /// can then act for any agent).
+    #[arg(long, env = "SWITCHBOARD_INSECURE")]
+    pub insecure: bool,
+
     /// On SIGTERM/SIGINT, how long to wait for calls to finish before exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
@@ -293,6 +318,19 @@ impl ServeConfig {
             "production store: {redis} (namespace {}), {postgres}",
             self.redis_namespace
         )
+    }
+
+    /// Refuses to serve without authentication beyond loopback unless --insecure says so.
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.auth_key_files.is_empty() && !self.listen.ip().is_loopback() && !self.insecure {
+            return Err(ConfigError(format!(
+                "--listen {} is not a loopback address and no --auth-key-file is given: anyone who \
+                 can connect could act for any agent. Give --auth-key-file (see `switchboard token \
+                 keygen`), listen on 127.0.0.1, or pass --insecure to serve unauthenticated anyway",
+                self.listen
+            )));
+        }
+        Ok(())
     }
 
     /// The Redis store's settings, when --redis-url selects it.

@@ -39,8 +39,11 @@ use crate::pb::register_service_server::RegisterServiceServer;
 use crate::store::memory::MemoryStore;
 use crate::store::Store;
 
+use crate::api::auth::Authenticator;
+use crate::auth::keys::VerifyingKeys;
 use call_layer::{CallLayer, OpenCalls};
 pub use health::Health;
+use tonic::service::interceptor::InterceptedService;
 
 /// Fully qualified names of the four services, as health checks and reflection know them.
 pub const SERVICE_NAMES: [&str; 4] = [
@@ -157,6 +160,8 @@ pub async fn start_with_store_and_checkpoints(
     checkpoints: Arc<dyn CheckpointStore>,
 ) -> anyhow::Result<RunningServer> {
     let policy = config.routing_policy()?;
+    config.check_exposure()?;
+    let authenticator = authenticator(&config)?;
     let engine = match config.engine_settings()? {
         None => None,
         Some(settings) => {
@@ -249,22 +254,26 @@ pub async fn start_with_store_and_checkpoints(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
+        .add_service(InterceptedService::new(
             RegisterServiceServer::new(RegisterApi::new(context.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
+            authenticator.clone(),
+        ))
+        .add_service(InterceptedService::new(
             AssignServiceServer::new(AssignApi::new(context.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
+            authenticator.clone(),
+        ))
+        .add_service(InterceptedService::new(
             QueueServiceServer::new(QueueApi::new(context.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        )
-        .add_service(
+            authenticator.clone(),
+        ))
+        .add_service(InterceptedService::new(
             PerformanceServiceServer::new(PerformanceApi::new(context.clone()))
                 .max_decoding_message_size(MAX_MESSAGE_BYTES),
-        );
+            authenticator.clone(),
+        ));
     let stop_serving = shutdown.clone();
     let serving = tokio::spawn(
         router
@@ -304,4 +313,24 @@ pub async fn start_with_store_and_checkpoints(
         grace: Duration::from_millis(config.shutdown_grace_ms),
         open_calls,
     })
+}
+
+/// The token check of the four services: on with `--auth-key-file`, else off (and the server says
+/// where it listens and why that is allowed).
+fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
+    if config.auth_key_files.is_empty() {
+        if config.listen.ip().is_loopback() {
+            info!(listen = %config.listen, "authentication off: serving on loopback only (give --auth-key-file to serve beyond it)");
+        } else {
+            warn!(listen = %config.listen, "authentication off and --insecure: anyone who can connect can act for any agent");
+        }
+        return Ok(Authenticator::new(None));
+    }
+    let keys = VerifyingKeys::load(&config.auth_key_files, config.auth_revoked_file.as_deref())
+        .context("--auth-key-file")?;
+    info!(
+        keys = keys.len(),
+        "authentication on: bearer tokens required"
+    );
+    Ok(Authenticator::new(Some(keys)))
 }

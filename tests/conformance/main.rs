@@ -6,6 +6,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod auth;
 mod concurrency;
 mod dependencies;
 mod fencing;
