@@ -7,6 +7,10 @@ Each subtask's payload is JSON such as {"title": "...", "work_ms": 200}; the "wo
 that long (default --work-ms). A payload with "fail": true is reported as a failure. Stops on
 SIGINT/SIGTERM (deregistering, so the server requeues anything unfinished) or after --max-tasks.
 
+With auth on, pass the agent's token (`switchboard token issue --role agent --specialist ID`) as
+--token or SWITCHBOARD_TOKEN, and with TLS the CA that signed the server's certificate as --tls-ca
+(and a client certificate as --tls-cert/--tls-key for mutual TLS); a refused token exits 1.
+
 Only one live process may hold a specialist id: a second one with the same --id exits 1 unless it
 passes --take-over (for a replacement, e.g. a restart under a supervisor), which supersedes the
 first; the first then exits 3 (its unfinished work is retried by the server), without deregistering.
@@ -16,11 +20,42 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 
+import grpc
+
 import switchboard
+
+
+def add_connection_arguments(parser: argparse.ArgumentParser) -> None:
+    """--token, --tls-*, --caller-id; each defaults to its SWITCHBOARD_* environment variable."""
+    for flag, env, help_text in (
+        ("--token", "SWITCHBOARD_TOKEN", "bearer token (`switchboard token issue`)"),
+        ("--tls-ca", "SWITCHBOARD_TLS_CA", "PEM file of the CA that signed the server's certificate; turns TLS on"),
+        ("--tls-cert", "SWITCHBOARD_TLS_CERT", "client certificate (PEM file) for mutual TLS"),
+        ("--tls-key", "SWITCHBOARD_TLS_KEY", "private key (PEM file) of --tls-cert"),
+        ("--tls-server-name", "SWITCHBOARD_TLS_SERVER_NAME", "name to check in the server's certificate"),
+        ("--caller-id", "SWITCHBOARD_CALLER_ID", "x-caller-id: this caller's name for limits when auth is off"),
+    ):
+        parser.add_argument(flag, default=os.environ.get(env, ""), help=f"{help_text} [env {env}]")
+
+
+def connection_options(args: argparse.Namespace) -> dict:
+    """switchboard.connect's keyword arguments from those flags ("" means not given)."""
+    names = ("token", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "caller_id")
+    return {name: getattr(args, name) for name in names}
+
+
+def refused(error: grpc.RpcError) -> str | None:
+    """A one-line explanation when the server refused the caller (no valid token, not allowed)."""
+    if error.code() == grpc.StatusCode.UNAUTHENTICATED:
+        return f"not authenticated ({error.details()}): pass --token or set SWITCHBOARD_TOKEN"
+    if error.code() == grpc.StatusCode.PERMISSION_DENIED:
+        return f"not allowed ({error.details()}): the token does not cover this"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         help="replace a live process registered with the same --id (its work is retried); "
         "without it this agent exits 1 while that process lives",
     )
+    add_connection_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
 
@@ -49,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         max_concurrency=args.max_concurrency,
         labels={"example": "python-agent"},
         take_over=args.take_over,
+        connect_options=connection_options(args),
     )
 
     def work(job: switchboard.Work) -> switchboard.Outcome:
@@ -73,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    agent.client.wait_ready(timeout=30)
     try:
+        agent.client.wait_ready(timeout=30)
         agent.start()
     except switchboard.AlreadyRegistered as error:
         print(
@@ -83,6 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
             flush=True,
         )
+        agent.stop()
+        return 1
+    except grpc.RpcError as error:
+        reason = refused(error)
+        if reason is None:
+            raise
+        print(f"agent: {reason}", file=sys.stderr, flush=True)
         agent.stop()
         return 1
     print(f"agent {agent.specialist_id} ({args.type}) ready", flush=True)

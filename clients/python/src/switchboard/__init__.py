@@ -1,8 +1,10 @@
 """Python client for Switchboard, the gRPC control plane that hands work to AI agents.
 
-- `connect(address)` -> `Client`: the generated stubs (`client.register`, `client.assign`,
-  `client.queue`, `client.performance`, `client.health`) plus `submit`, `get_assignment`, `wait`
-  for orchestrators. Plaintext only for now: the server has no TLS yet.
+- `connect(address, token=..., tls_ca=..., tls_cert=..., tls_key=...)` -> `Client`: the generated
+  stubs (`client.register`, `client.assign`, `client.queue`, `client.performance`, `client.health`)
+  plus `submit`, `get_assignment`, `wait` for orchestrators. Calls refused for now
+  (RESOURCE_EXHAUSTED, UNAVAILABLE) are retried a bounded number of times, waiting the server's
+  RetryInfo delay (`RetryPolicy`, `retry_delay`, `NO_RETRY`).
 - `Agent`: registers a specialist, heartbeats in the background, yields its assignments from
   WatchAssignments (reconnecting without losing work), reports completion with epoch fencing.
   `AlreadyRegistered`: another live process holds the id (pass `take_over=True` to replace it);
@@ -12,6 +14,7 @@
 
 from switchboard.agent import Agent, AlreadyRegistered, AssignmentLost, Outcome, Superseded, Work
 from switchboard.client import TERMINAL_STATES, Client, connect, state_name
+from switchboard.retry import NO_RETRY, RetryPolicy, retry_delay
 from switchboard.v1 import (
     assign_service_pb2,
     assign_service_pb2_grpc,
@@ -29,11 +32,14 @@ __all__ = [
     "AlreadyRegistered",
     "AssignmentLost",
     "Client",
+    "NO_RETRY",
     "Outcome",
+    "RetryPolicy",
     "Superseded",
     "TERMINAL_STATES",
     "Work",
     "connect",
+    "retry_delay",
     "state_name",
     "assign_service_pb2",
     "assign_service_pb2_grpc",

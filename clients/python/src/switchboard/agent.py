@@ -32,6 +32,7 @@ from typing import Any
 import grpc
 
 from switchboard.client import Client, connect
+from switchboard.retry import retry_delay
 from switchboard.v1 import (
     assign_service_pb2,
     performance_service_pb2,
@@ -164,9 +165,11 @@ _STOP = object()
 class Agent:
     """A specialist of one type: registers, heartbeats, streams its assignments, reports them.
 
-    `client` is a `Client` (from `connect`) or an address. `specialist_id` "" lets the server mint
-    one (read it from `agent.specialist_id` after `start()`). `max_concurrency` 0 is the server's
-    default (5). `on_revoked(work)` is called (from the stream thread) when work is taken away.
+    `client` is a `Client` (from `connect`) or an address, opened with `connect(address,
+    **connect_options)`, e.g. `connect_options={"token": token, "tls_ca": "ca.pem"}` (an agent token
+    acts only for its specialist ids). `specialist_id` "" lets the server mint one (read it from
+    `agent.specialist_id` after `start()`). `max_concurrency` 0 is the server's default (5).
+    `on_revoked(work)` is called (from the stream thread) when work is taken away.
     `take_over` lets the first Register replace another live process with the same id (whose work
     is then retried); without it that Register raises AlreadyRegistered.
     """
@@ -185,9 +188,15 @@ class Agent:
         reconnect_delay: tuple[float, float] = (0.1, 5.0),
         rpc_timeout: float = 10.0,
         take_over: bool = False,
+        connect_options: Mapping[str, Any] | None = None,
     ):
         self._owns_client = isinstance(client, str)
-        self.client = connect(client) if isinstance(client, str) else client
+        if isinstance(client, str):
+            self.client = connect(client, **(connect_options or {}))
+        elif connect_options:
+            raise ValueError("connect_options apply to an address; this Client is already connected")
+        else:
+            self.client = client
         self.specialist_type = specialist_type
         self.capabilities = list(capabilities)
         self.max_concurrency = max_concurrency
@@ -426,19 +435,32 @@ class Agent:
             reason=reason,
             incarnation=self._incarnation,
         )
-        reply = self._finish(work, lambda: self.client.assign.Release(request, timeout=self.rpc_timeout))
+        reply = self._finish(
+            work, lambda: self.client.assign.Release(request, timeout=self.rpc_timeout), released=True
+        )
         return reply.assignment
 
-    def _finish(self, work: Work, call: Callable[[], Any]) -> Any:
+    def _finish(self, work: Work, call: Callable[[], Any], *, released: bool = False) -> Any:
+        """Runs a report, repeating it on UNAVAILABLE / DEADLINE_EXCEEDED for up to a lease length.
+
+        A repeated ReportCompletion returns the recorded result. A repeated Release is refused with
+        FAILED_PRECONDITION once an earlier attempt applied; the subtask is not ours any more
+        either way, so that counts as released (the reply then carries the current assignment).
+        """
         work._finishing = True
         deadline = time.monotonic() + self.lease_ttl
         delay = 0.1
+        repeated = False
         while True:
             try:
                 reply = call()
                 break
             except grpc.RpcError as error:
                 code = error.code()
+                if code == grpc.StatusCode.FAILED_PRECONDITION and released and repeated:
+                    self._forget(work)
+                    log.info("release of %s: an earlier attempt applied (%s)", work.subtask_id, error.details())
+                    return assign_service_pb2.ReleaseResponse(assignment=self._current(work))
                 if code == grpc.StatusCode.FAILED_PRECONDITION:
                     self._forget(work)
                     work._revoke(error.details() or "stale epoch")
@@ -447,11 +469,19 @@ class Agent:
                     log.warning("report of %s: %s; retrying in %.2fs", work.subtask_id, code, delay)
                     time.sleep(delay)
                     delay = min(delay * 2, 2.0)
+                    repeated = True
                     continue
                 work._finishing = False
                 raise
         self._forget(work)
         return reply
+
+    def _current(self, work: Work) -> types_pb2.Assignment:
+        """The subtask's assignment now, or just its id when the server cannot say."""
+        try:
+            return self.client.get_assignment(work.subtask_id, timeout=self.rpc_timeout)
+        except grpc.RpcError:
+            return types_pb2.Assignment(subtask_id=work.subtask_id)
 
     def _forget(self, work: Work) -> None:
         with self._lock:
@@ -690,10 +720,11 @@ class Agent:
                     if self._superseded is not None:
                         return
                     continue  # our own re-registration raced this call: reopen with the new one
-                log.warning("assignment stream: %s %s; reconnecting in %.2fs", code, error.details(), delay)
+                wait = max(delay, retry_delay(error) or 0.0)  # e.g. the watch stream bound's RetryInfo
+                log.warning("assignment stream: %s %s; reconnecting in %.2fs", code, error.details(), wait)
             finally:
                 self._connected.clear()
-            if self._stopping.wait(delay):
+            if self._stopping.wait(wait):
                 return
             delay = min(delay * 2, high)
 

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from switchboard.channel import PathLike, open_channel
+from switchboard.retry import RetryPolicy
 from switchboard.v1 import (
     assign_service_pb2,
     assign_service_pb2_grpc,
@@ -53,7 +55,8 @@ class Client:
     def wait_ready(self, timeout: float = 10.0, service: str = "") -> None:
         """Polls grpc.health.v1 until the server reports SERVING (for `service`, "" = the whole server).
 
-        Raises TimeoutError when it does not within `timeout` seconds.
+        Raises TimeoutError when it does not within `timeout` seconds, and the call's error at once
+        when the server refuses the caller (UNAUTHENTICATED: no valid token; PERMISSION_DENIED).
         """
         deadline = time.monotonic() + timeout
         delay = 0.02
@@ -70,6 +73,8 @@ class Client:
                     return
                 last = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
             except grpc.RpcError as error:
+                if error.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    raise
                 last = error.code()
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 0.5)
@@ -96,11 +101,13 @@ class Client:
         depends_on: Iterable[str] = (),
         payload: bytes = b"",
         require_all_capabilities: bool = False,
-        timeout: float | None = 10.0,
+        timeout: float | None = 60.0,
     ) -> types_pb2.Assignment:
         """Assign: the subtask is ASSIGNED, QUEUED or BLOCKED (on `depends_on`) when this returns.
 
-        Idempotent: submitting the same subtask again returns its current assignment.
+        Idempotent: submitting the same subtask again returns its current assignment, so the call
+        is retried (see `connect`'s `retry`) when rate limited or when the server is unavailable;
+        `timeout` covers those retries.
         """
         reply = self.assign.Assign(
             assign_service_pb2.AssignRequest(
@@ -168,12 +175,44 @@ class Client:
             time.sleep(delay)
 
 
-def connect(address: str, *, options: Sequence[tuple[str, object]] = ()) -> Client:
+def connect(
+    address: str,
+    *,
+    token: str = "",
+    caller_id: str = "",
+    tls: bool = False,
+    tls_ca: PathLike | None = None,
+    tls_cert: PathLike | None = None,
+    tls_key: PathLike | None = None,
+    tls_server_name: str = "",
+    retry: RetryPolicy | None = None,
+    options: Sequence[tuple[str, object]] = (),
+) -> Client:
     """Opens a channel to a Switchboard server at `address` (host:port) and returns a Client.
 
-    The channel is plaintext: the server does not serve TLS yet. TLS (and an mTLS identity for
-    agents) comes with a later server release; this function will then take credentials.
+    - `token`: a bearer token (from `switchboard token issue`), sent as `authorization: Bearer
+      <token>` on every call. Over a plaintext channel it travels in clear: use TLS off loopback.
+    - `caller_id`: sent as `x-caller-id`, the caller's name for per-caller limits (the Assign rate
+      limit) when the server does not take it from a token or client certificate.
+    - TLS is on with `tls=True` (the system's roots), `tls_ca` (a PEM file with the CA that signed
+      the server's certificate) or `tls_cert` + `tls_key` (PEM files of a client certificate and its
+      key, for mutual TLS). `tls_server_name` overrides the name checked in the server certificate.
+    - `retry`: bounded retries of RESOURCE_EXHAUSTED and UNAVAILABLE, waiting the server's
+      RetryInfo delay (see `switchboard.retry`); default `RetryPolicy()` (5 retries),
+      `switchboard.NO_RETRY` turns them off.
+
     The channel connects lazily; call `Client.wait_ready()` to wait for the server.
     """
-    channel = grpc.insecure_channel(address, options=list(options))
+    channel = open_channel(
+        address,
+        token=token,
+        caller_id=caller_id,
+        tls=tls,
+        tls_ca=tls_ca,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_server_name=tls_server_name,
+        retry=retry,
+        options=options,
+    )
     return Client(channel, address)
