@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 
 import switchboard
 from switchboard.v1 import register_service_pb2, types_pb2
 
-from conftest import python_example
+from conftest import Process, python_example
 
 AGENTS = [
     ("be-1", "backend", "sql,grpc"),
@@ -17,34 +16,6 @@ AGENTS = [
     ("qa-1", "testing", "playwright"),
     ("doc-1", "docs", "markdown"),
 ]
-
-
-class Process:
-    """A child process whose output lines are collected; `wait_for` blocks until one matches."""
-
-    def __init__(self, args: list[str]):
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._changed:
-                self.lines.append(line.rstrip("\n"))
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, text: str, timeout: float = 30) -> bool:
-        with self._changed:
-            return self._changed.wait_for(
-                lambda: any(text in line for line in self.lines) or self.proc.poll() is not None, timeout
-            ) and any(text in line for line in self.lines)
-
-    def output(self) -> str:
-        return "\n".join(self.lines)
 
 
 def test_orchestrator_and_agents_end_to_end(server):
@@ -98,6 +69,41 @@ def test_orchestrator_and_agents_end_to_end(server):
     # The agents deregistered on SIGTERM.
     left = server.client.register.ListSpecialists(register_service_pb2.ListSpecialistsRequest())
     assert list(left.specialists) == []
+
+
+def test_orchestrator_submits_a_big_plan_whole_under_the_rate_limit(make_server):
+    """50 submissions (10 copies of the plan) against 40 Assigns a minute: the last ones wait the
+    delay the server names (RetryInfo) and the plan still goes in whole and completes."""
+    srv = make_server("--assign-rate-limit", "40")
+    agents = {
+        specialist_id: Process(
+            python_example(
+                "agent.py", "--address", srv.address, "--id", specialist_id, "--type", kind,
+                "--capabilities", caps, "--work-ms", "5", "--max-concurrency", "10",
+            )
+        )
+        for specialist_id, kind, caps in AGENTS
+    }
+    try:
+        for specialist_id, agent in agents.items():
+            assert agent.wait_for(f"agent {specialist_id} ("), agent.output()
+        orchestrator = subprocess.run(
+            python_example(
+                "orchestrator.py", "--address", srv.address, "--run-id", "big", "--copies", "10",
+                "--work-ms", "5", "--timeout", "90",
+            ),
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+        assert orchestrator.returncode == 0, orchestrator.stdout + orchestrator.stderr
+        assert "plan big: all 50 subtasks completed" in orchestrator.stdout
+        assert "Assign: RESOURCE_EXHAUSTED; retry 1 in 1." in orchestrator.stdout, orchestrator.stdout
+    finally:
+        for agent in agents.values():
+            agent.proc.terminate()
+        for agent in agents.values():
+            agent.proc.wait(timeout=20)
 
 
 def test_orchestrator_times_out_without_agents(server):
