@@ -9,6 +9,7 @@ pub const SPECIALISTS: &str = "switchboard_specialists";
 pub const ACTIVE_ASSIGNMENTS: &str = "switchboard_active_assignments";
 pub const RATE_LIMITED: &str = "switchboard_rate_limited_total";
 pub const CONNECTIONS_REFUSED: &str = "switchboard_connections_refused_total";
+pub const CONNECTIONS_IDLE_CLOSED: &str = "switchboard_connections_idle_closed_total";
 pub const GRPC_REQUESTS: &str = "switchboard_grpc_requests_total";
 pub const LEASES_EXPIRED: &str = "switchboard_leases_expired_total";
 pub const OUTBOX_RELAYED: &str = "switchboard_outbox_relayed_total";
@@ -55,6 +56,10 @@ pub fn describe() {
     describe_counter!(
         CONNECTIONS_REFUSED,
         "Connections closed on accept because --max-connections were open"
+    );
+    describe_counter!(
+        CONNECTIONS_IDLE_CLOSED,
+        "Connections closed after --idle-timeout-ms without an open call"
     );
     describe_counter!(LEASES_EXPIRED, "Specialists whose lease lapsed");
     describe_counter!(

@@ -146,6 +146,7 @@ impl AssignService for AssignApi {
         request: Request<pb::WatchAssignmentsRequest>,
     ) -> Result<Response<Self::WatchAssignmentsStream>, Status> {
         let caller = auth::caller(&request);
+        let limit_key = caller_of(&request)?;
         let request = request.into_inner();
         let mut violations = convert::Violations::default();
         violations.id("specialist_id", &request.specialist_id);
@@ -154,6 +155,7 @@ impl AssignService for AssignApi {
         auth::allow(&caller, Need::ActFor(&request.specialist_id))?;
         let stream = watch::open(
             self.context.clone(),
+            limit_key,
             request.specialist_id,
             request.incarnation,
         )

@@ -14,7 +14,7 @@ use crate::pb;
 use crate::store::{Feed, FeedItem, InFlight, Precondition, StoreError};
 
 use super::status::ApiError;
-use super::watch_slots::WatchSlot;
+use super::watch_slots::{Full, WatchSlot};
 use super::{convert, ApiContext};
 
 pub type WatchStream =
@@ -29,22 +29,29 @@ const STREAM_BUFFER: usize = 64;
 const DELIVERED_TRIM_AT: usize = 4096;
 
 /// Subscribes first, then reads in-flight work, so nothing assigned in between is missed.
-/// RESOURCE_EXHAUSTED when the server keeps `--max-watch-streams` open already;
+/// RESOURCE_EXHAUSTED when the server keeps `--max-watch-streams` open already (or the caller
+/// `--max-watch-streams-per-caller`);
 /// FAILED_PRECONDITION when `incarnation` is not the specialist's current one.
 pub async fn open(
     context: ApiContext,
+    caller: String,
     specialist_id: String,
     incarnation: String,
 ) -> Result<WatchStream, ApiError> {
-    let Some(slot) = context.watch_slots.take() else {
-        return Err(ApiError::RateLimited {
-            message: format!(
-                "this server keeps {} watch streams open already (--max-watch-streams); retry later or on another replica",
-                context.watch_slots.max()
+    let slot = context.watch_slots.take(&caller).map_err(|full| {
+        let message = match full {
+            Full::Server(max) => format!(
+                "this server keeps {max} watch streams open already (--max-watch-streams); retry later or on another replica"
             ),
+            Full::Caller(max) => format!(
+                "caller {caller} keeps {max} watch streams open on this server already (--max-watch-streams-per-caller)"
+            ),
+        };
+        ApiError::RateLimited {
+            message,
             retry_after: WATCH_RETRY_AFTER,
-        });
-    };
+        }
+    })?;
     let feed = context.store.subscribe(&specialist_id).await?;
     let in_flight = context.store.in_flight(&specialist_id).await?;
     if let Some(ended) = ended(&specialist_id, &incarnation, &in_flight) {
@@ -375,10 +382,10 @@ mod tests {
             engine: None,
             assigner: crate::service::Assigner::new(store.clone(), None),
             shutdown: CancellationToken::new(),
-            watch_slots: Arc::new(crate::api::watch_slots::WatchSlots::new(1)),
+            watch_slots: Arc::new(crate::api::watch_slots::WatchSlots::new(1, 1)),
         };
         let feed = futures::stream::iter([stale]).chain(live).boxed();
-        let slot = context.watch_slots.take().expect("a slot");
+        let slot = context.watch_slots.take("test").expect("a slot");
         let mut stream = forward(context, "s1".into(), "a1".into(), feed, in_flight, slot);
         store.assign(spec("next")).await.unwrap();
         let first = tokio::time::timeout(Duration::from_secs(5), stream.next())

@@ -113,6 +113,36 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
 
+    /// Close a client connection after this many ms without an open call (an open
+    /// WatchAssignments stream counts as a call); 0 never closes one.
+    #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_MS", default_value_t = 300_000)]
+    pub idle_timeout_ms: u64,
+
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_CONCURRENT_STREAMS",
+        default_value_t = 256
+    )]
+    pub max_concurrent_streams: u32,
+
+    /// Largest HTTP/2 header list (all metadata of one call) accepted, in bytes.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_HEADER_LIST_BYTES",
+        default_value_t = 16_384
+    )]
+    pub max_header_list_bytes: u32,
+
+    /// WatchAssignments streams one caller (token, certificate, x-caller-id or address) keeps
+    /// open at most on this server; one more is RESOURCE_EXHAUSTED.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_WATCH_STREAMS_PER_CALLER",
+        default_value_t = 64
+    )]
+    pub max_watch_streams_per_caller: usize,
+
     /// WatchAssignments streams this server keeps open at most; one more is RESOURCE_EXHAUSTED.
     #[arg(long, env = "SWITCHBOARD_MAX_WATCH_STREAMS", default_value_t = 10_000)]
     pub max_watch_streams: usize,

@@ -18,6 +18,7 @@ use tonic::body::Body;
 use tonic::{Code, Status};
 use tower::{BoxError, Layer, Service};
 
+use super::idle::{Activity, ConnectionCall};
 use crate::metrics as names;
 
 /// Deadlines shorter than the timer's resolution have passed by the time the call is dispatched.
@@ -32,15 +33,16 @@ impl OpenCalls {
         self.0.load(Ordering::SeqCst)
     }
 
-    fn open(&self) -> OpenCall {
+    fn open(&self, connection: Option<ConnectionCall>) -> OpenCall {
         self.0.fetch_add(1, Ordering::SeqCst);
-        OpenCall(self.0.clone())
+        OpenCall(self.0.clone(), connection)
     }
 }
 
-/// One open call; closed when dropped.
+/// One open call; closed when dropped (and with it the call on its connection, which the
+/// second field counts while it lives).
 #[derive(Debug)]
-struct OpenCall(Arc<AtomicUsize>);
+struct OpenCall(Arc<AtomicUsize>, #[allow(dead_code)] Option<ConnectionCall>);
 
 impl Drop for OpenCall {
     fn drop(&mut self) {
@@ -52,13 +54,16 @@ impl Drop for OpenCall {
 pub struct CallLayer {
     default_timeout: Duration,
     open: OpenCalls,
+    /// Open calls per connection (the idle-connection timeout).
+    activity: Arc<Activity>,
 }
 
 impl CallLayer {
-    pub fn new(default_timeout: Duration, open: OpenCalls) -> Self {
+    pub fn new(default_timeout: Duration, open: OpenCalls, activity: Arc<Activity>) -> Self {
         Self {
             default_timeout,
             open,
+            activity,
         }
     }
 }
@@ -71,6 +76,7 @@ impl<S> Layer<S> for CallLayer {
             inner,
             default_timeout: self.default_timeout,
             open: self.open.clone(),
+            activity: self.activity.clone(),
         }
     }
 }
@@ -80,6 +86,7 @@ pub struct CallService<S> {
     inner: S,
     default_timeout: Duration,
     open: OpenCalls,
+    activity: Arc<Activity>,
 }
 
 /// Parses the gRPC `grpc-timeout` header: up to 8 digits and a unit (H, M, S, m, u, n).
@@ -99,6 +106,20 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(duration)
+}
+
+/// The client's address, from the connection info tonic puts in the request (TLS or not).
+fn peer_of<B>(request: &http::Request<B>) -> Option<std::net::SocketAddr> {
+    use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
+    let extensions = request.extensions();
+    extensions
+        .get::<TcpConnectInfo>()
+        .and_then(TcpConnectInfo::remote_addr)
+        .or_else(|| {
+            extensions
+                .get::<TlsConnectInfo<TcpConnectInfo>>()
+                .and_then(|info| info.get_ref().remote_addr())
+        })
 }
 
 fn status_response(status: Status) -> http::Response<Body> {
@@ -203,7 +224,8 @@ where
         // Take the service that was driven to readiness and leave a fresh clone in its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let open = self.open.open();
+        let connection = peer_of(&request).and_then(|peer| self.activity.call_from(peer));
+        let open = self.open.open(connection);
         Box::pin(async move {
             if deadline < MIN_DEADLINE {
                 record(&method, Code::DeadlineExceeded);

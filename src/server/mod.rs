@@ -3,6 +3,7 @@
 mod background;
 pub mod call_layer;
 mod health;
+mod idle;
 mod incoming;
 mod metrics_http;
 mod production;
@@ -57,6 +58,11 @@ pub const SERVICE_NAMES: [&str; 4] = [
 const SHUTDOWN_POLL: Duration = Duration::from_millis(20);
 /// How long shutdown leaves connections after the last call ended, for its reply to go out.
 const LAST_REPLIES: Duration = Duration::from_millis(250);
+
+/// How often the server pings a connection over HTTP/2, and how long it waits for the answer
+/// before it closes the connection (a peer that vanished without a FIN).
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Largest gRPC message accepted: a 1 MiB payload plus the rest of the request.
 const MAX_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
@@ -185,6 +191,7 @@ pub async fn start_with_store_and_checkpoints(
         shutdown: shutdown.clone(),
         watch_slots: Arc::new(crate::api::watch_slots::WatchSlots::new(
             config.max_watch_streams.max(1),
+            config.max_watch_streams_per_caller.max(1),
         )),
     };
 
@@ -230,20 +237,33 @@ pub async fn start_with_store_and_checkpoints(
         .await
         .with_context(|| format!("binding the gRPC listener on {}", config.listen))?;
     let grpc_addr = listener.local_addr()?;
-    let incoming = incoming::connections(listener, config.max_connections.max(1));
+    let activity = Arc::new(idle::Activity::default());
+    let idle_timeout =
+        (config.idle_timeout_ms > 0).then(|| Duration::from_millis(config.idle_timeout_ms));
+    let incoming = incoming::connections(
+        listener,
+        config.max_connections.max(1),
+        idle_timeout,
+        activity.clone(),
+    );
 
     let open_calls = OpenCalls::default();
     let layers = ServiceBuilder::new()
         .layer(CallLayer::new(
             Duration::from_millis(config.request_timeout_ms),
             open_calls.clone(),
+            activity,
         ))
         .layer(LoadShedLayer::new())
         .layer(GlobalConcurrencyLimitLayer::new(
             config.max_concurrent_requests.max(1),
         ))
         .into_inner();
-    let mut builder = Server::builder();
+    let mut builder = Server::builder()
+        .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
+        .http2_max_header_list_size(Some(config.max_header_list_bytes.max(1024)))
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
     if let Some(tls) = tls::server_tls(&config)? {
         builder = builder
             .tls_config(tls)

@@ -535,3 +535,41 @@ async fn connections_over_the_bound_are_closed() {
     })
     .await;
 }
+
+/// A connection with no call open for --idle-timeout-ms is closed; one holding a quiet watch
+/// stream is not.
+#[tokio::test]
+async fn idle_connections_are_closed_and_busy_ones_kept() {
+    use tokio::io::AsyncReadExt;
+    let server = TestServer::start_with(&["--idle-timeout-ms", "300"]).await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let started = std::time::Instant::now();
+    // The server speaks first (its HTTP/2 SETTINGS); then nothing, until it closes.
+    let mut buffer = [0u8; 256];
+    let closed = tokio::time::timeout(EVENTUALLY, async {
+        loop {
+            match idle.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => continue,
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closes an idle connection");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "closed after {:?}",
+        started.elapsed()
+    );
+
+    let mut c = server.connect().await;
+    c.register("idle-1", "docs", &[]).await;
+    let mut stream = c.watch("idle-1").await;
+    assert_no_event(&mut stream, Duration::from_millis(900)).await;
+    let assigned = server
+        .connect()
+        .await
+        .assign_simple("idle-task", "docs", &[])
+        .await;
+    assert_eq!(event_assignment(&next_event(&mut stream).await), &assigned);
+}

@@ -429,3 +429,38 @@ async fn watch_streams_are_bounded_per_server() {
     })
     .await;
 }
+
+/// One caller cannot take every place: --max-watch-streams-per-caller bounds its streams, and
+/// another caller still gets one.
+#[tokio::test]
+async fn watch_streams_are_bounded_per_caller() {
+    let server = TestServer::start_with(&["--max-watch-streams-per-caller", "1"]).await;
+    let mut c = server.clients.clone();
+    c.register("per-caller-1", "backend", &[]).await;
+    let watch_as = |caller: &str| {
+        let mut request = tonic::Request::new(pb::WatchAssignmentsRequest {
+            specialist_id: "per-caller-1".into(),
+            incarnation: c.incarnations.get("per-caller-1"),
+        });
+        request.metadata_mut().insert(
+            "x-caller-id",
+            tonic::metadata::MetadataValue::try_from(caller).unwrap(),
+        );
+        request
+    };
+    let _first = c
+        .assign
+        .watch_assignments(watch_as("caller-a"))
+        .await
+        .expect("a first stream");
+    let refused = c.assign.watch_assignments(watch_as("caller-a")).await;
+    let status = assert_code(refused, Code::ResourceExhausted);
+    assert!(
+        status.message().contains("--max-watch-streams-per-caller"),
+        "{status:?}"
+    );
+    c.assign
+        .watch_assignments(watch_as("caller-b"))
+        .await
+        .expect("another caller has its own place");
+}
