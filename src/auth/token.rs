@@ -103,7 +103,8 @@ mod tests {
         );
 
         let other = KeyFile::generate().unwrap();
-        let other_keys = VerifyingKeys::from_files(std::slice::from_ref(&other), Vec::new()).unwrap();
+        let other_keys =
+            VerifyingKeys::from_files(std::slice::from_ref(&other), Vec::new()).unwrap();
         assert_eq!(
             verify(&token, &other_keys, 0),
             Err(TokenError::UnknownKey(file.kid.clone()))
@@ -128,7 +129,8 @@ mod tests {
         assert_ne!(signed, tampered.rsplit_once('.').unwrap().0);
         assert_eq!(verify(&tampered, &keys, 0), Err(TokenError::BadSignature));
 
-        let revoked = VerifyingKeys::from_files(std::slice::from_ref(&file), vec!["j1".into()]).unwrap();
+        let revoked =
+            VerifyingKeys::from_files(std::slice::from_ref(&file), vec!["j1".into()]).unwrap();
         assert_eq!(
             verify(&token, &revoked, 0),
             Err(TokenError::Revoked("j1".into()))
