@@ -51,6 +51,20 @@ func (e *AlreadyRegisteredError) Is(target error) bool { return target == ErrAlr
 // GRPCStatus lets status.Code and status.Convert see the server's answer.
 func (e *AlreadyRegisteredError) GRPCStatus() *status.Status { return e.Status }
 
+// callError names the call that failed while status.Code and status.Convert still see the
+// server's answer (UNAUTHENTICATED without a valid token, PERMISSION_DENIED for another agent's id).
+type callError struct {
+	call string
+	err  error
+}
+
+func (e *callError) Error() string { return e.call + ": " + e.err.Error() }
+
+func (e *callError) Unwrap() error { return e.err }
+
+// GRPCStatus lets status.Code and status.Convert see the server's answer.
+func (e *callError) GRPCStatus() *status.Status { return status.Convert(e.err) }
+
 // Work is one assignment handed to the agent.
 type Work struct {
 	Assignment *pb.Assignment
@@ -113,7 +127,8 @@ func (w *Work) revoke(reason string) bool {
 
 // AgentConfig describes the specialist.
 type AgentConfig struct {
-	// SpecialistID "" lets the server mint one (read it with Agent.ID after Start).
+	// SpecialistID "" lets the server mint one (read it with Agent.ID after Start). With auth on,
+	// the Client's token must be an agent token for this id (or an admin's).
 	SpecialistID   string
 	Type           string
 	Capabilities   []string
@@ -220,7 +235,8 @@ func (a *Agent) Connected() bool { return a.connected.Load() }
 
 // Start registers (with TakeOver if set), then heartbeats and watches in goroutines until Stop, ctx
 // ends, or another process takes the id over. Its error matches ErrAlreadyRegistered while another
-// live process holds the id.
+// live process holds the id; otherwise status.Code(err) is the server's answer (UNAUTHENTICATED
+// without a valid token, PERMISSION_DENIED when the token does not cover the id).
 func (a *Agent) Start(ctx context.Context) error {
 	a.regMu.Lock()
 	err := a.register(ctx, "", a.cfg.TakeOver)
@@ -253,7 +269,7 @@ func (a *Agent) register(ctx context.Context, incarnation string, takeOver bool)
 		return &AlreadyRegisteredError{SpecialistID: req.SpecialistId, Status: status.Convert(err)}
 	}
 	if err != nil {
-		return fmt.Errorf("register: %w", err)
+		return &callError{call: "register", err: err}
 	}
 	a.mu.Lock()
 	a.id = reply.Specialist.SpecialistId
@@ -346,7 +362,7 @@ func (a *Agent) Complete(ctx context.Context, w *Work, success bool, quality flo
 		CompletionTimeMs: uint64(time.Since(w.ReceivedAt).Milliseconds()), QualityScore: quality, Detail: detail,
 		Incarnation: a.Incarnation(),
 	}
-	return a.finish(ctx, w, func(ctx context.Context) (*pb.Assignment, error) {
+	return a.finish(ctx, w, false, func(ctx context.Context) (*pb.Assignment, error) {
 		reply, err := a.c.Performance.ReportCompletion(ctx, req)
 		if err != nil {
 			return nil, err
@@ -360,7 +376,7 @@ func (a *Agent) Release(ctx context.Context, w *Work, reason string) (*pb.Assign
 	req := &pb.ReleaseRequest{
 		SubtaskId: w.ID(), SpecialistId: a.ID(), Epoch: w.Epoch(), Reason: reason, Incarnation: a.Incarnation(),
 	}
-	return a.finish(ctx, w, func(ctx context.Context) (*pb.Assignment, error) {
+	return a.finish(ctx, w, true, func(ctx context.Context) (*pb.Assignment, error) {
 		reply, err := a.c.Assign.Release(ctx, req)
 		if err != nil {
 			return nil, err
@@ -369,14 +385,17 @@ func (a *Agent) Release(ctx context.Context, w *Work, reason string) (*pb.Assign
 	})
 }
 
-// finish retries UNAVAILABLE / DEADLINE_EXCEEDED (a repeated report with the same epoch returns
-// the recorded result, so this is safe) for up to one lease length.
-func (a *Agent) finish(ctx context.Context, w *Work, call func(context.Context) (*pb.Assignment, error)) (*pb.Assignment, error) {
+// finish runs a report, repeating it on UNAVAILABLE / DEADLINE_EXCEEDED for up to one lease
+// length. A repeated ReportCompletion returns the recorded result. A repeated Release is refused
+// with FAILED_PRECONDITION once an earlier attempt applied; the subtask is not ours any more either
+// way, so that counts as released (the assignment returned is then the current one).
+func (a *Agent) finish(ctx context.Context, w *Work, released bool, call func(context.Context) (*pb.Assignment, error)) (*pb.Assignment, error) {
 	w.finishing.Store(true)
 	a.mu.Lock()
 	deadline := time.Now().Add(a.leaseTTL)
 	a.mu.Unlock()
 	delay := 100 * time.Millisecond
+	repeated := false
 	for {
 		callCtx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
 		assignment, err := call(callCtx)
@@ -386,6 +405,11 @@ func (a *Agent) finish(ctx context.Context, w *Work, call func(context.Context) 
 			return assignment, nil
 		}
 		code := status.Code(err)
+		if code == codes.FailedPrecondition && released && repeated {
+			a.forget(w)
+			a.cfg.Logf("switchboard: release of %s: an earlier attempt applied (%s)", w.ID(), status.Convert(err).Message())
+			return a.current(ctx, w), nil
+		}
 		if code == codes.FailedPrecondition {
 			a.forget(w)
 			w.revoke(status.Convert(err).Message())
@@ -397,11 +421,23 @@ func (a *Agent) finish(ctx context.Context, w *Work, call func(context.Context) 
 			if delay *= 2; delay > 2*time.Second {
 				delay = 2 * time.Second
 			}
+			repeated = true
 			continue
 		}
 		w.finishing.Store(false)
 		return nil, err
 	}
+}
+
+// current is the subtask's assignment now, or just its id when the server cannot say.
+func (a *Agent) current(ctx context.Context, w *Work) *pb.Assignment {
+	callCtx, cancel := context.WithTimeout(ctx, a.cfg.RPCTimeout)
+	defer cancel()
+	assignment, err := a.c.GetAssignment(callCtx, w.ID())
+	if err != nil {
+		return &pb.Assignment{SubtaskId: w.ID()}
+	}
+	return assignment
 }
 
 func (a *Agent) forget(w *Work) {
@@ -652,11 +688,15 @@ func (a *Agent) watchLoop() {
 			}
 			continue // our own re-registration raced this call: reopen with the new incarnation
 		}
-		a.cfg.Logf("switchboard: assignment stream: %v; reconnecting in %v", err, delay)
+		wait := delay
+		if server, ok := RetryDelay(err); ok && server > wait {
+			wait = server // e.g. the watch stream bound's RetryInfo
+		}
+		a.cfg.Logf("switchboard: assignment stream: %v; reconnecting in %v", err, wait)
 		select {
 		case <-a.ctx.Done():
 			return
-		case <-time.After(delay):
+		case <-time.After(wait):
 		}
 		if delay *= 2; delay > a.cfg.ReconnectMax {
 			delay = a.cfg.ReconnectMax

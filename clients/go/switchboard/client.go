@@ -1,7 +1,9 @@
 // Package switchboard is the Go client of Switchboard, the gRPC control plane that hands work to AI
 // agents: a Client with the generated stubs (package switchboardv1 under ./v1) and helpers for
 // orchestrators, and an Agent that registers, heartbeats, streams its assignments (reconnecting
-// without losing work) and reports how they went, with epoch fencing.
+// without losing work) and reports how they went, with epoch fencing. Connect takes a bearer
+// token and TLS files; calls the server refuses for now (RESOURCE_EXHAUSTED, UNAVAILABLE) are
+// retried a bounded number of times, waiting the delay the server gives (see RetryPolicy).
 package switchboard
 
 import (
@@ -12,7 +14,9 @@ import (
 
 	pb "github.com/switchboard-dev/switchboard/clients/go/switchboard/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 )
 
 // Client holds one connection and the generated stub of every service on it.
@@ -25,19 +29,15 @@ type Client struct {
 	Health      healthpb.HealthClient
 }
 
-// Dial connects to a Switchboard server at address (host:port). The connection is plaintext: the
-// server does not serve TLS yet; TLS comes with a later release (pass grpc.WithTransportCredentials
-// in opts once it does). The connection is made lazily; use WaitReady to wait for the server.
+// Dial connects to a Switchboard server at address (host:port) over plaintext, without a token,
+// with the default retries; Connect takes a token, TLS files and a retry policy. The connection is
+// made lazily; use WaitReady to wait for the server.
 func Dial(address string, opts ...grpc.DialOption) (*Client, error) {
-	all := append([]grpc.DialOption{grpc.WithInsecure()}, opts...)
-	conn, err := grpc.Dial(address, all...)
-	if err != nil {
-		return nil, err
-	}
-	return NewClient(conn), nil
+	return Connect(address, Config{DialOptions: opts})
 }
 
-// NewClient wraps an existing connection.
+// NewClient wraps an existing connection (made without Connect: no retries unless its options
+// add them).
 func NewClient(conn *grpc.ClientConn) *Client {
 	return &Client{
 		Conn:        conn,
@@ -53,7 +53,8 @@ func NewClient(conn *grpc.ClientConn) *Client {
 func (c *Client) Close() error { return c.Conn.Close() }
 
 // WaitReady polls grpc.health.v1 until the server reports SERVING for service ("" = the whole
-// server), or ctx ends.
+// server), or ctx ends. It returns at once when the server refuses the caller (UNAUTHENTICATED,
+// PERMISSION_DENIED).
 func (c *Client) WaitReady(ctx context.Context, service string) error {
 	delay := 20 * time.Millisecond
 	var last interface{} = "no answer"
@@ -63,6 +64,9 @@ func (c *Client) WaitReady(ctx context.Context, service string) error {
 		cancel()
 		if err == nil && reply.Status == healthpb.HealthCheckResponse_SERVING {
 			return nil
+		}
+		if code := status.Code(err); code == codes.Unauthenticated || code == codes.PermissionDenied {
+			return err
 		}
 		if err != nil {
 			last = err

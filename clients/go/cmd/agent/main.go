@@ -10,6 +10,10 @@
 // Only one live process may hold a specialist id: a second one with the same -id exits 1 unless it
 // passes -take-over (for a replacement, e.g. a restart under a supervisor), which supersedes the
 // first; the first then exits 3 (its unfinished work is retried by the server), without deregistering.
+//
+// With auth on, pass the agent's token (switchboard token issue --role agent --specialist ID) as
+// -token or SWITCHBOARD_TOKEN, and with TLS the CA that signed the server's certificate as -tls-ca
+// (and a client certificate as -tls-cert/-tls-key for mutual TLS); a refused token exits 1.
 package main
 
 import (
@@ -25,6 +29,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/clients/go/switchboard"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -38,6 +43,7 @@ func main() {
 	maxTasks := flag.Int("max-tasks", 0, "exit after this many (0: run until signalled)")
 	takeOver := flag.Bool("take-over", false,
 		"replace a live process registered with the same -id (its work is retried); without it this agent exits 1 while that process lives")
+	connection := connectionFlags()
 	flag.Parse()
 	if *kind == "" {
 		fmt.Fprintln(os.Stderr, "agent: -type is required")
@@ -48,7 +54,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
-	client, err := switchboard.Dial(*address)
+	client, err := switchboard.Connect(*address, *connection)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -56,6 +62,10 @@ func main() {
 	ready, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := client.WaitReady(ready, ""); err != nil {
+		if reason := refused(err); reason != "" {
+			fmt.Fprintln(os.Stderr, "agent: "+reason)
+			os.Exit(1)
+		}
 		log.Fatal(err)
 	}
 
@@ -74,6 +84,10 @@ func main() {
 		if errors.Is(err, switchboard.ErrAlreadyRegistered) {
 			fmt.Fprintf(os.Stderr, "agent: %s is held by another live process (%s); pass -take-over if this process replaces it\n",
 				*id, status.Convert(err).Message())
+			os.Exit(1)
+		}
+		if reason := refused(err); reason != "" {
+			fmt.Fprintln(os.Stderr, "agent: "+reason)
 			os.Exit(1)
 		}
 		log.Fatal(err)
@@ -122,4 +136,35 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
+}
+
+// connectionFlags defines -token, -tls-ca, -tls-cert, -tls-key, -tls-server-name and -caller-id,
+// each defaulting to its SWITCHBOARD_* environment variable.
+func connectionFlags() *switchboard.Config {
+	cfg := &switchboard.Config{}
+	for _, f := range []struct {
+		value            *string
+		name, env, usage string
+	}{
+		{&cfg.Token, "token", "SWITCHBOARD_TOKEN", "bearer token (switchboard token issue)"},
+		{&cfg.TLSCA, "tls-ca", "SWITCHBOARD_TLS_CA", "PEM file of the CA that signed the server's certificate; turns TLS on"},
+		{&cfg.TLSCert, "tls-cert", "SWITCHBOARD_TLS_CERT", "client certificate (PEM file) for mutual TLS"},
+		{&cfg.TLSKey, "tls-key", "SWITCHBOARD_TLS_KEY", "private key (PEM file) of -tls-cert"},
+		{&cfg.TLSServerName, "tls-server-name", "SWITCHBOARD_TLS_SERVER_NAME", "name to check in the server's certificate"},
+		{&cfg.CallerID, "caller-id", "SWITCHBOARD_CALLER_ID", "x-caller-id: this caller's name for limits when auth is off"},
+	} {
+		flag.StringVar(f.value, f.name, os.Getenv(f.env), f.usage+" [env "+f.env+"]")
+	}
+	return cfg
+}
+
+// refused explains in one line a call the server refused for who the caller is ("" otherwise).
+func refused(err error) string {
+	switch status.Code(err) {
+	case codes.Unauthenticated:
+		return fmt.Sprintf("not authenticated (%s): pass -token or set SWITCHBOARD_TOKEN", status.Convert(err).Message())
+	case codes.PermissionDenied:
+		return fmt.Sprintf("not allowed (%s): the token does not cover this", status.Convert(err).Message())
+	}
+	return ""
 }
