@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchboard-dev/switchboard/clients/go/internal/testserver"
+	"github.com/switchboard-dev/switchboard/clients/go/switchboard"
 	pb "github.com/switchboard-dev/switchboard/clients/go/switchboard/v1"
 )
 
@@ -45,7 +46,14 @@ type process struct {
 
 func start(t *testing.T, readyText string, name string, args ...string) *process {
 	t.Helper()
+	return startEnv(t, nil, readyText, name, args...)
+}
+
+// startEnv is start with extra environment variables ("NAME=value").
+func startEnv(t *testing.T, env []string, readyText string, name string, args ...string) *process {
+	t.Helper()
 	p := &process{cmd: exec.Command(name, args...), ready: make(chan struct{}), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -294,5 +302,106 @@ func TestAgentExampleTakeOver(t *testing.T) {
 	}
 	if err := replacement.cmd.Wait(); err != nil {
 		t.Fatalf("replacement: %v\n%s", err, replacement.output())
+	}
+}
+
+// waitReady waits for each process's ready line.
+func waitReady(t *testing.T, processes map[string]*process) {
+	t.Helper()
+	for id, p := range processes {
+		select {
+		case <-p.ready:
+		case <-p.done:
+			t.Fatalf("%s exited:\n%s", id, p.output())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s not ready:\n%s", id, p.output())
+		}
+	}
+}
+
+// stopAll sends SIGTERM to each process and waits for it.
+func stopAll(processes map[string]*process) {
+	for _, p := range processes {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	for _, p := range processes {
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		_ = p.cmd.Wait()
+	}
+}
+
+var fourAgents = []struct{ id, kind, caps string }{
+	{"be-1", "backend", "sql,grpc"},
+	{"fe-1", "frontend", "react,css"},
+	{"qa-1", "testing", "playwright"},
+	{"doc-1", "docs", "markdown"},
+}
+
+// 50 submissions (10 copies of the plan) against 40 Assigns a minute: the last ones wait the delay
+// the server names (RetryInfo) and the plan still goes in whole and completes.
+func TestOrchestratorSubmitsABigPlanWholeUnderTheRateLimit(t *testing.T) {
+	agentBin, orchestratorBin := build(t)
+	srv := testserver.Start(t, "--assign-rate-limit", "40")
+	agents := map[string]*process{}
+	for _, a := range fourAgents {
+		agents[a.id] = start(t, "agent "+a.id+" (", agentBin, "-address", srv.Address, "-id", a.id,
+			"-type", a.kind, "-capabilities", a.caps, "-work-ms", "5", "-max-concurrency", "10")
+	}
+	defer stopAll(agents)
+	waitReady(t, agents)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, orchestratorBin, "-address", srv.Address, "-run-id", "big", "-copies", "10",
+		"-work-ms", "5", "-timeout", "90s").CombinedOutput()
+	if err != nil {
+		t.Fatalf("orchestrator: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "plan big: all 50 subtasks completed") ||
+		!strings.Contains(string(out), "Assign: RESOURCE_EXHAUSTED; retry 1 in 1.") {
+		t.Fatalf("orchestrator output:\n%s", out)
+	}
+}
+
+// The examples take their credentials from flags or SWITCHBOARD_* variables; without a token the
+// agent says so and exits 1, and an agent's token cannot submit.
+func TestExamplesWithTLSAndTokens(t *testing.T) {
+	agentBin, orchestratorBin := build(t)
+	pki, key := testserver.NewPKI(t), testserver.Keygen(t)
+	srv := testserver.StartWith(t, switchboard.Config{TLSCA: pki.CA, Token: key.Issue(t, "admin")},
+		append(pki.ServerArgs(false), key.ServerArgs()...)...)
+	agents := map[string]*process{}
+	for _, a := range fourAgents {
+		env := []string{"SWITCHBOARD_TOKEN=" + key.Issue(t, "agent", "--specialist", a.id), "SWITCHBOARD_TLS_CA=" + pki.CA}
+		agents[a.id] = startEnv(t, env, "agent "+a.id+" (", agentBin, "-address", srv.Address, "-id", a.id,
+			"-type", a.kind, "-capabilities", a.caps, "-work-ms", "20")
+	}
+	defer stopAll(agents)
+	waitReady(t, agents)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, orchestratorBin, "-address", srv.Address, "-run-id", "tls", "-timeout", "60s",
+		"--token", key.Issue(t, "orchestrator"), "--tls-ca", pki.CA).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "plan tls: all 5 subtasks completed") {
+		t.Fatalf("orchestrator: %v\n%s", err, out)
+	}
+
+	var exit *exec.ExitError
+	anonymous, err := exec.CommandContext(ctx, agentBin, "-address", srv.Address, "-id", "x-1", "-type", "docs",
+		"-tls-ca", pki.CA).CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(anonymous), "not authenticated") {
+		t.Fatalf("agent without a token: %v\n%s", err, anonymous)
+	}
+	wrong := exec.CommandContext(ctx, orchestratorBin, "-address", srv.Address, "-tls-ca", pki.CA, "-timeout", "5s")
+	wrong.Env = append(os.Environ(), "SWITCHBOARD_TOKEN="+key.Issue(t, "agent", "--specialist", "be-1"))
+	refused, err := wrong.CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(string(refused), "not allowed") {
+		t.Fatalf("orchestrator with an agent's token: %v\n%s", err, refused)
 	}
 }

@@ -190,3 +190,10 @@ def test_examples_with_tls_and_tokens(secure_server, pki, signing_key):
             agent.proc.terminate()
         codes = {specialist_id: agent.proc.wait(timeout=20) for specialist_id, agent in agents.items()}
     assert codes == {specialist_id: 0 for specialist_id in agents}, {k: a.output() for k, a in agents.items()}
+
+
+def test_connect_checks_its_files(pki):
+    with pytest.raises(ValueError):
+        switchboard.connect("127.0.0.1:1", tls_cert=pki.client_cert)
+    with pytest.raises(OSError, match="tls_ca"):
+        switchboard.connect("127.0.0.1:1", tls_ca=f"{pki.ca}.missing")

@@ -23,6 +23,7 @@ type Server struct {
 	Address        string // gRPC host:port, from the log line "serving grpc_addr=..."
 	MetricsAddress string
 	Client         *switchboard.Client
+	Config         switchboard.Config // what Client connected with
 
 	cmd      *exec.Cmd
 	readDone chan struct{}
@@ -64,26 +65,39 @@ func Binary(t testing.TB) string {
 	return filepath.Join(RepoRoot(t), "target", "debug", "switchboard")
 }
 
-// Start runs the server with extra flags (default --listen 127.0.0.1:0) and waits until it reports SERVING over grpc health. It
-// is stopped (SIGTERM) when the test ends.
+// Start runs the server with extra flags (default --listen 127.0.0.1:0; the Assign rate limit off
+// unless they set one) and waits until it reports SERVING over grpc health. It is stopped
+// (SIGTERM) when the test ends.
 func Start(t testing.TB, extraArgs ...string) *Server {
+	t.Helper()
+	return StartWith(t, switchboard.Config{}, extraArgs...)
+}
+
+// StartWith is Start whose Client connects with cfg (TLS files, a token).
+func StartWith(t testing.TB, cfg switchboard.Config, extraArgs ...string) *Server {
 	t.Helper()
 	bin := Binary(t)
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run `cargo build` first (make test does): %v", bin, err)
 	}
-	args := []string{"serve", "--metrics-listen", "127.0.0.1:0", "--assign-rate-limit", "0"}
-	listen := true
+	args := []string{"serve", "--metrics-listen", "127.0.0.1:0"}
+	listen, rateLimit := true, true
 	for _, arg := range extraArgs {
-		if arg == "--listen" {
+		switch arg {
+		case "--listen":
 			listen = false // the caller names the address (e.g. a restart on the same port)
+		case "--assign-rate-limit":
+			rateLimit = false
 		}
 	}
 	if listen {
 		args = append(args, "--listen", "127.0.0.1:0")
 	}
+	if rateLimit {
+		args = append(args, "--assign-rate-limit", "0")
+	}
 	args = append(args, extraArgs...)
-	s := &Server{cmd: exec.Command(bin, args...), readDone: make(chan struct{})}
+	s := &Server{cmd: exec.Command(bin, args...), readDone: make(chan struct{}), Config: cfg}
 	s.cmd.Env = append(os.Environ(), "SWITCHBOARD_LOG_FORMAT=text", "SWITCHBOARD_LOG=info")
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
@@ -134,7 +148,7 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 	if address == "" {
 		t.Fatalf("server did not report grpc_addr; its output:\n%s", s.Log())
 	}
-	client, err := switchboard.Dial(address)
+	client, err := switchboard.Connect(address, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,6 +159,17 @@ func Start(t testing.TB, extraArgs ...string) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// Connect is a new client of this server, connected with cfg (closed when the test ends).
+func (s *Server) Connect(t testing.TB, cfg switchboard.Config) *switchboard.Client {
+	t.Helper()
+	client, err := switchboard.Connect(s.Address, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
 }
 
 // Log is everything the server printed so far.
