@@ -21,8 +21,10 @@ for scenario in "${scenarios[@]}"; do
   runs=0 subtasks=0 anomalies=0 worst=0
   for seed in $(seq 1 "${count:-$seeds}"); do
     if ! out=$(SWITCHBOARD_FAULT_SEED=$seed cargo test -q --test soak "$filter" -- --nocapture 2>&1); then
-      echo "$filter seed $seed FAILED:" >&2
-      grep -v " WARN \| INFO " <<<"$out" | tail -40 >&2
+      log=$(mktemp -t "test-faults-${filter%::}-$seed-XXXX.log")
+      printf '%s\n' "$out" >"$log"
+      echo "$filter seed $seed FAILED (whole output: $log):" >&2
+      grep -A12 "panicked at" <<<"$out" | grep -v "^ *[0-9]*: \|^ *at " | head -40 >&2
       exit 1
     fi
     line=$(grep -E '^seed [0-9]+:' <<<"$out")
