@@ -16,18 +16,47 @@ use super::status::ApiError;
 /// The header's scheme.
 const BEARER: &str = "Bearer ";
 
-/// Puts the caller in each request's extensions, or refuses the call UNAUTHENTICATED.
+/// Puts the caller in each request's extensions, or refuses the call UNAUTHENTICATED; from a
+/// trusted mesh proxy, also the identity it forwards (`MeshIdentity`).
 #[derive(Clone)]
 pub struct Authenticator {
     /// None: authentication is off and every caller is `Caller::Anyone`.
     keys: Option<Arc<VerifyingKeys>>,
+    mesh: Arc<Mesh>,
 }
 
+/// Sidecars whose identity header is believed.
+#[derive(Debug, Default)]
+pub struct Mesh {
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    pub identity_header: String,
+}
+
+/// The caller's identity as a trusted mesh proxy forwarded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshIdentity(pub String);
+
 impl Authenticator {
-    pub fn new(keys: Option<VerifyingKeys>) -> Self {
+    pub fn new(keys: Option<VerifyingKeys>, mesh: Mesh) -> Self {
         Self {
             keys: keys.map(Arc::new),
+            mesh: Arc::new(mesh),
         }
+    }
+
+    /// The identity a trusted proxy forwards in its header (None from anyone else, or without
+    /// a usable one).
+    fn mesh_identity(&self, request: &Request<()>) -> Option<MeshIdentity> {
+        let peer = request.remote_addr()?.ip();
+        if !self.mesh.trusted_proxies.contains(&peer) {
+            return None;
+        }
+        let value = request
+            .metadata()
+            .get(self.mesh.identity_header.as_str())?
+            .to_str()
+            .ok()?;
+        forwarded_identity(value).map(MeshIdentity)
     }
 
     fn caller(
@@ -66,6 +95,9 @@ impl Authenticator {
 impl tonic::service::Interceptor for Authenticator {
     fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
         let caller = self.caller(request.metadata().get("authorization"))?;
+        if let Some(identity) = self.mesh_identity(&request) {
+            request.extensions_mut().insert(identity);
+        }
         request.extensions_mut().insert(caller);
         Ok(request)
     }
@@ -88,4 +120,52 @@ pub fn allow(caller: &Caller, need: Need<'_>) -> Result<(), ApiError> {
 /// Whether the caller holds an agent token.
 pub fn is_agent(caller: &Caller) -> bool {
     matches!(caller, Caller::Token(claims) if claims.role == crate::auth::Role::Agent)
+}
+
+/// The caller in a forwarded-identity header: Envoy's `x-forwarded-client-cert` elements
+/// (`Key=value;...`, the first element's URI=, else DNS=), else the value itself; an id (at most
+/// 128 printable bytes) or nothing.
+fn forwarded_identity(value: &str) -> Option<String> {
+    let first = value.split(',').next().unwrap_or_default();
+    let field = |key: &str| {
+        first.split(';').find_map(|pair| {
+            let (name, value) = pair.split_once('=')?;
+            name.trim()
+                .eq_ignore_ascii_case(key)
+                .then(|| value.trim().trim_matches('"').to_string())
+        })
+    };
+    let identity = if first.contains('=') {
+        field("URI").or_else(|| field("DNS"))?
+    } else {
+        first.trim().to_string()
+    };
+    let usable = !identity.is_empty()
+        && identity.len() <= crate::domain::limits::MAX_ID_BYTES
+        && crate::domain::limits::is_printable_token(&identity);
+    usable.then_some(identity)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forwarded_identity;
+
+    #[test]
+    fn identities_from_a_forwarded_header() {
+        assert_eq!(
+            forwarded_identity(
+                "By=spiffe://mesh/sb;Hash=ab12;URI=spiffe://mesh/ns/a/sa/agent;DNS=agent.a"
+            )
+            .as_deref(),
+            Some("spiffe://mesh/ns/a/sa/agent")
+        );
+        assert_eq!(
+            forwarded_identity("Hash=ab;DNS=agent.example").as_deref(),
+            Some("agent.example")
+        );
+        assert_eq!(forwarded_identity("agent-7").as_deref(), Some("agent-7"));
+        assert_eq!(forwarded_identity("Hash=ab12"), None);
+        assert_eq!(forwarded_identity(""), None);
+        assert_eq!(forwarded_identity("two words"), None);
+    }
 }

@@ -42,11 +42,15 @@ pub struct ApiContext {
 pub const CALLER_ID_METADATA: &str = "x-caller-id";
 
 /// The caller's identity for per-caller limits: its token's role and subject (authentication on),
-/// else the identity in its TLS client certificate (mutual TLS), else the `x-caller-id` metadata
+/// else the identity a trusted mesh proxy forwards (`--trusted-proxy`), else the identity in its
+/// TLS client certificate (mutual TLS), else the `x-caller-id` metadata
 /// (an id: printable, at most 128 bytes), else the peer IP address.
 pub fn caller_of<T>(request: &tonic::Request<T>) -> Result<String, ApiError> {
     if let crate::auth::Caller::Token(claims) = auth::caller(request) {
         return Ok(format!("token:{}:{}", claims.role.as_str(), claims.sub));
+    }
+    if let Some(auth::MeshIdentity(identity)) = request.extensions().get::<auth::MeshIdentity>() {
+        return Ok(format!("mesh:{identity}"));
     }
     if let Some(certificates) = request.peer_certs() {
         if let Some(identity) = certificates

@@ -147,7 +147,8 @@ pub struct ServeConfig {
     #[arg(long, env = "SWITCHBOARD_MAX_WATCH_STREAMS", default_value_t = 10_000)]
     pub max_watch_streams: usize,
 
-    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. Read at start.
+    /// Serve gRPC over TLS with this certificate chain (PEM); needs --tls-key. Read at start, and
+    /// again on SIGHUP or when it changes.
     #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
 
@@ -178,11 +179,35 @@ pub struct ServeConfig {
     )]
     pub auth_revoked_file: Option<std::path::PathBuf>,
 
+    /// A service-mesh sidecar (by IP address) that terminates mutual TLS for this server: from
+    /// it, the identity in --identity-header is the caller's (for per-caller limits). Repeat for
+    /// several; from any other peer the header is ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SWITCHBOARD_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
+    /// The header a trusted proxy names the caller in: Envoy's `x-forwarded-client-cert` (its
+    /// URI=, else DNS= field) or any header holding the identity itself.
+    #[arg(
+        long,
+        env = "SWITCHBOARD_IDENTITY_HEADER",
+        default_value = "x-forwarded-client-cert"
+    )]
+    pub identity_header: String,
+
     /// Serve without authentication on an address other than loopback. Without --auth-key-file
     /// the server refuses to listen beyond loopback unless this is given (anyone who can connect
     /// can then act for any agent).
     #[arg(long, env = "SWITCHBOARD_INSECURE")]
     pub insecure: bool,
+
+    /// With --tls-cert: how often to look whether the TLS files changed (they are also read again
+    /// on SIGHUP).
+    #[arg(long, env = "SWITCHBOARD_TLS_RELOAD_CHECK_MS", default_value_t = 5_000)]
+    pub tls_reload_check_ms: u64,
 
     /// On SIGTERM/SIGINT, how long to wait for calls to finish before exiting anyway.
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]

@@ -19,11 +19,14 @@ use tonic::transport::server::{Connected, TcpConnectInfo};
 use tracing::warn;
 
 use super::idle::{Activity, Registered};
+use super::tls::{ServerTls, HANDSHAKE_TIMEOUT};
 use std::future::Future as _;
 
 /// How long accepting pauses after an error such as EMFILE.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
+/// TLS handshakes in progress at once.
+const CONCURRENT_HANDSHAKES: usize = 256;
 
 /// One accepted connection; its place under the cap frees when it closes.
 pub struct Connection {
@@ -91,6 +94,35 @@ pub fn connections(
             }
         }
     })
+}
+
+/// Connections that completed a TLS handshake (with the settings current when each began), many
+/// at a time; one that fails or takes longer than the handshake timeout is dropped.
+pub fn handshakes(
+    connections: impl Stream<Item = io::Result<Connection>> + Send + 'static,
+    tls: Arc<ServerTls>,
+) -> impl Stream<Item = io::Result<tokio_rustls::server::TlsStream<Connection>>> + Send + 'static {
+    use futures::StreamExt as _;
+    connections
+        .filter_map(|accepted| std::future::ready(accepted.ok()))
+        .map(move |connection| {
+            let acceptor = tls.acceptor();
+            async move { tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(connection)).await }
+        })
+        .buffer_unordered(CONCURRENT_HANDSHAKES)
+        .filter_map(|handshake| {
+            std::future::ready(match handshake {
+                Ok(Ok(secured)) => Some(Ok(secured)),
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    None
+                }
+                Err(_elapsed) => {
+                    tracing::debug!("TLS handshake timed out");
+                    None
+                }
+            })
+        })
 }
 
 impl Connected for Connection {

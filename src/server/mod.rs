@@ -259,16 +259,12 @@ pub async fn start_with_store_and_checkpoints(
             config.max_concurrent_requests.max(1),
         ))
         .into_inner();
-    let mut builder = Server::builder()
+    let server_tls = tls::ServerTls::from_config(&config)?;
+    let builder = Server::builder()
         .max_concurrent_streams(Some(config.max_concurrent_streams.max(1)))
         .http2_max_header_list_size(Some(config.max_header_list_bytes.max(1024)))
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT));
-    if let Some(tls) = tls::server_tls(&config)? {
-        builder = builder
-            .tls_config(tls)
-            .context("the TLS certificate, key or client CA")?;
-    }
     let router = builder
         .layer(layers)
         .add_service(health_service)
@@ -295,11 +291,26 @@ pub async fn start_with_store_and_checkpoints(
             authenticator.clone(),
         ));
     let stop_serving = shutdown.clone();
-    let serving = tokio::spawn(
-        router
-            .serve_with_incoming_shutdown(incoming, async move { stop_serving.cancelled().await })
-            .instrument(tracing::info_span!("grpc")),
-    );
+    let stopped = async move { stop_serving.cancelled().await };
+    let serving = match &server_tls {
+        None => tokio::spawn(
+            router
+                .serve_with_incoming_shutdown(incoming, stopped)
+                .instrument(tracing::info_span!("grpc")),
+        ),
+        Some(server_tls) => {
+            tokio::spawn(server_tls.clone().watch(
+                Duration::from_millis(config.tls_reload_check_ms),
+                shutdown.clone(),
+            ));
+            let secured = incoming::handshakes(incoming, server_tls.clone());
+            tokio::spawn(
+                router
+                    .serve_with_incoming_shutdown(secured, stopped)
+                    .instrument(tracing::info_span!("grpc")),
+            )
+        }
+    };
 
     tokio::spawn(
         background::sweep_leases(
@@ -344,7 +355,7 @@ fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
         } else {
             warn!(listen = %config.listen, "authentication off and --insecure: anyone who can connect can act for any agent");
         }
-        return Ok(Authenticator::new(None));
+        return Ok(Authenticator::new(None, mesh(config)));
     }
     let keys = VerifyingKeys::load(&config.auth_key_files, config.auth_revoked_file.as_deref())
         .context("--auth-key-file")?;
@@ -352,5 +363,12 @@ fn authenticator(config: &ServeConfig) -> anyhow::Result<Authenticator> {
         keys = keys.len(),
         "authentication on: bearer tokens required"
     );
-    Ok(Authenticator::new(Some(keys)))
+    Ok(Authenticator::new(Some(keys), mesh(config)))
+}
+
+fn mesh(config: &ServeConfig) -> crate::api::auth::Mesh {
+    crate::api::auth::Mesh {
+        trusted_proxies: config.trusted_proxies.clone(),
+        identity_header: config.identity_header.to_ascii_lowercase(),
+    }
 }

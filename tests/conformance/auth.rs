@@ -477,3 +477,42 @@ async fn tokens_from_the_cli_work_against_a_server() {
         "cli-1",
     );
 }
+
+/// Behind a mesh sidecar (a trusted proxy address) the identity it forwards is the caller for
+/// per-caller limits; from any other peer the header is ignored.
+#[tokio::test]
+async fn a_trusted_proxy_names_the_caller() {
+    let assign_as = |c: &mut Clients, n: usize, identity: &str| {
+        let mut request = Request::new(task(&format!("mesh-{n}"), "frontend", &[]));
+        request.metadata_mut().insert(
+            "x-forwarded-client-cert",
+            MetadataValue::try_from(format!("Hash=ab;URI=spiffe://mesh/{identity}")).unwrap(),
+        );
+        let mut c = c.clone();
+        async move { c.assign.assign(request).await.map(|_| ()) }
+    };
+    let server =
+        TestServer::start_with(&["--trusted-proxy", "127.0.0.1", "--assign-rate-limit", "1"]).await;
+    let mut c = server.clients.clone();
+    assign_as(&mut c, 0, "a").await.expect("a's first");
+    assign_as(&mut c, 1, "b")
+        .await
+        .expect("b has its own budget");
+    let status = assign_as(&mut c, 2, "a")
+        .await
+        .expect_err("a's second is over its budget");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(
+        status.message().contains("mesh:spiffe://mesh/a"),
+        "{status:?}"
+    );
+
+    // Not a trusted proxy: the header names nobody, and both calls share the peer's budget.
+    let untrusted = TestServer::start_with(&["--assign-rate-limit", "1"]).await;
+    let mut c = untrusted.clients.clone();
+    assign_as(&mut c, 0, "a").await.expect("the first");
+    let status = assign_as(&mut c, 1, "b")
+        .await
+        .expect_err("the header buys nothing from an untrusted peer");
+    assert!(status.message().contains("ip:127.0.0.1"), "{status:?}");
+}

@@ -189,3 +189,90 @@ async fn a_key_without_a_certificate_is_refused_at_start() {
     let error = refused.expect_err("--tls-key alone is refused");
     assert!(error.to_string().contains("--tls-cert"), "{error}");
 }
+
+/// A certificate and key signed by a new CA, written over the server's files.
+fn replace_server_certificate(dir: &Path) -> String {
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let certificate = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    // The key first: a check between the two writes sees a mismatched pair and keeps the old one.
+    std::fs::write(dir.join("server.key"), key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), certificate.pem()).unwrap();
+    ca.pem()
+}
+
+async fn health_trusting(port: u16, ca_pem: &str) -> Result<i32, String> {
+    let tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca_pem))
+        .domain_name("localhost");
+    let channel = endpoint(format!("https://localhost:{port}"))
+        .tls_config(tls)
+        .unwrap()
+        .connect()
+        .await;
+    health(channel).await
+}
+
+/// New certificate files are picked up without a restart: new connections get them.
+#[tokio::test]
+async fn a_changed_certificate_is_served_without_a_restart() {
+    let pki = pki();
+    let dir = pki.dir.path();
+    let server = start(&[
+        "--tls-cert",
+        &path(dir, "server.pem"),
+        "--tls-key",
+        &path(dir, "server.key"),
+        "--tls-reload-check-ms",
+        "50",
+    ])
+    .await;
+    let port = server.grpc_addr().port();
+    assert_eq!(health_trusting(port, &pki.ca_pem).await, Ok(1));
+    let new_ca = replace_server_certificate(dir);
+    crate::support::poll_until(
+        "the new certificate is served",
+        crate::support::EVENTUALLY,
+        || {
+            let new_ca = new_ca.clone();
+            async move { health_trusting(port, &new_ca).await.ok() }
+        },
+    )
+    .await;
+    assert!(
+        health_trusting(port, &pki.ca_pem).await.is_err(),
+        "the old CA no longer verifies the server"
+    );
+    server.shutdown().await.expect("shutdown");
+}
+
+/// SIGHUP reads the files again at once (a process of its own: the signal goes to it alone).
+#[tokio::test]
+async fn sighup_reloads_the_certificate() {
+    let pki = pki();
+    let dir = pki.dir.path();
+    let process = crate::support::ServerProcess::spawn(&[
+        "--tls-cert",
+        &path(dir, "server.pem"),
+        "--tls-key",
+        &path(dir, "server.key"),
+        // Only the signal reloads within this test's time.
+        "--tls-reload-check-ms",
+        "3600000",
+    ]);
+    let port = process.addr.port();
+    assert_eq!(health_trusting(port, &pki.ca_pem).await, Ok(1));
+    let new_ca = replace_server_certificate(dir);
+    assert!(health_trusting(port, &new_ca).await.is_err(), "not yet");
+    process.signal("HUP");
+    crate::support::poll_until("SIGHUP reloads", crate::support::EVENTUALLY, || {
+        let new_ca = new_ca.clone();
+        async move { health_trusting(port, &new_ca).await.ok() }
+    })
+    .await;
+}
