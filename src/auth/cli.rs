@@ -11,7 +11,17 @@ pub fn run(config: TokenConfig) -> anyhow::Result<()> {
     match config.command {
         TokenCommand::Keygen { out } => keygen(&out),
         TokenCommand::Issue(issue) => {
-            println!("{}", issued(&issue)?);
+            let (token, claims) = issued(&issue)?;
+            // The token alone on stdout (for scripts); what revocation needs on stderr.
+            println!("{token}");
+            eprintln!(
+                "token {} for {} {}, key {}, expires at {} (Unix seconds)",
+                claims.jti,
+                claims.role.as_str(),
+                claims.sub,
+                claims.kid,
+                claims.exp
+            );
             Ok(())
         }
     }
@@ -33,8 +43,8 @@ fn keygen(out: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One token for `issue`, signed now.
-pub fn issued(issue: &IssueConfig) -> anyhow::Result<String> {
+/// One token for `issue`, signed now, and its claims.
+pub fn issued(issue: &IssueConfig) -> anyhow::Result<(String, Claims)> {
     issue.check()?;
     let key = KeyFile::read(&issue.key_file)?.signing_key()?;
     let now = std::time::SystemTime::now()
@@ -60,5 +70,5 @@ pub fn issued(issue: &IssueConfig) -> anyhow::Result<String> {
         exp: now + issue.ttl.as_secs() as i64,
         jti: crate::domain::specialist::Incarnation::mint().map_err(anyhow::Error::msg)?,
     };
-    Ok(token::issue(&claims, &key))
+    Ok((token::issue(&claims, &key), claims))
 }
