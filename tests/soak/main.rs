@@ -9,6 +9,7 @@ mod pg;
 #[path = "../support/mod.rs"]
 mod support;
 
+mod abuse_memory;
 mod agent_faults;
 mod cluster_faults;
 mod fault_scenario;
