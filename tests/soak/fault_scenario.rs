@@ -66,14 +66,20 @@ where
         match call().await {
             Err(status)
                 if matches!(status.code(), Code::Unavailable | Code::DeadlineExceeded)
-                    || (status.code() == Code::Unknown
-                        && status.message().starts_with("transport error")) =>
+                    || broken_connection(&status) =>
             {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             other => return other,
         }
     }
+}
+
+/// The connection broke under the call (UNKNOWN "transport error", or CANCELLED when it closed
+/// before the answer): the call may or may not have happened.
+fn broken_connection(status: &tonic::Status) -> bool {
+    std::error::Error::source(status)
+        .is_some_and(|source| source.downcast_ref::<tonic::transport::Error>().is_some())
 }
 
 /// Heartbeats until the test ends, as an agent does, whatever the answer.
