@@ -21,7 +21,7 @@ CLIENT_PYTHON := $(TOOLS_DIR)/pyvenv/bin/python
 GO_CLIENT_DIR := $(TOOLS_DIR)/go/path/src/github.com/switchboard-dev/switchboard/clients/go
 GO_ENV = source <(bash scripts/install-clients.sh --print-go-env)
 
-.PHONY: help tools clients-tools run test test-fast test-services test-soak test-faults test-clients gen fmt lint bench
+.PHONY: help tools clients-tools run test test-fast test-services test-soak test-faults fuzz test-clients gen fmt lint bench
 
 help:
 	@echo "make run    - run the server: embedded in-memory store, development profile (hour-long leases), gRPC on 127.0.0.1:50051; ARGS=... for flags"
@@ -30,6 +30,7 @@ help:
 	@echo "make test-services - the production store's tests, the conformance suite on Redis and on a Redis Cluster"
 	@echo "make test-soak     - soak and fault tests (own Redis instances), one at a time"
 	@echo "make test-faults   - the seeded fault scenario over 20 seeds, with a summary table"
+	@echo "make fuzz          - the long fuzzing run: FUZZ_CASES (5000) cases per property and RPC, embedded store then Redis; release build"
 	@echo "make test-clients - generated code up to date?, Python client pytest, Go client go vet + go test"
 	@echo "make gen    - regenerate stubs: Rust (build.rs), Python and Go clients (clients/gen.sh)"
 	@echo "make fmt    - cargo fmt"
@@ -76,12 +77,20 @@ test-services:
 	SWITCHBOARD_TEST_STORE=redis $(CARGO) test --test conformance
 	SWITCHBOARD_TEST_STORE=redis scripts/with-cluster.sh $(CARGO) test --test conformance
 
-test-soak:
+test-soak: clients-tools
 	$(CARGO) test --test soak -- --test-threads=1
 
 # The seeded fault scenario over 20 seeds (make test runs one), with a summary table.
 test-faults:
 	bash scripts/test-faults.sh
+
+# The long fuzzing run of tests/fuzz.rs (`cargo test` runs 64 cases per property and RPC): random
+# bytes, structured garbage and gRPC framing into every RPC, on the embedded store, then on the
+# shared Redis. Release build. The two known findings run with `-- --ignored`.
+FUZZ_CASES ?= 5000
+fuzz:
+	SWITCHBOARD_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --release --test fuzz
+	SWITCHBOARD_FUZZ_CASES=$(FUZZ_CASES) SWITCHBOARD_TEST_STORE=redis $(CARGO) test --release --test fuzz
 
 test-clients: tools clients-tools
 	$(client-tests)

@@ -1,18 +1,18 @@
-//! Agent faults on the production store (a private Redis, Postgres), under the history checker:
-//! - an agent that dies without a word (its heartbeats stop, as under kill -9): what it held is
-//!   requeued within lease TTL + sweep interval + 1 s and finished by another agent;
-//! - a zombie (it stops past its lease, as under SIGSTOP, then comes back): every report it sends
-//!   for what it held is FAILED_PRECONDITION, and once it heartbeats again it serves new epochs;
-//! - an agent that crashes on a poison subtask and restarts under its id (a new incarnation each
-//!   time): the subtask FAILS after --max-attempts, and the agent keeps serving the others.
-//!
-//! The agents are tasks of this test talking gRPC to a real server; a process's death is its
-//! heartbeat task aborted with no Deregister, a restart a Register with take_over.
+//! Agent faults on the production store (a private Redis, Postgres), with real agent processes
+//! (the Python example agent, clients/python/examples/agent.py) and the history checker:
+//! - an agent SIGKILLed while it holds work: the work is requeued within lease TTL + sweep
+//!   interval + 1 s and finished by another agent;
+//! - a zombie (SIGSTOP past its lease, then SIGCONT): a report it sends for what it held is
+//!   refused (FAILED_PRECONDITION; the checker finds no write under a stale epoch), and it
+//!   finishes the subtask under its new epoch;
+//! - an agent that crashes on a poison subtask (SIGKILL when it gets it) and is restarted under
+//!   its id by a supervisor (--take-over, a new incarnation each time): the subtask FAILS after
+//!   --max-attempts, and the agent keeps serving the others.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use tokio::task::JoinHandle;
-use tonic::Code;
 
 use crate::pg::{checker, TestDb};
 use crate::support;
@@ -23,42 +23,61 @@ const LEASE_MS: u64 = 1_500;
 const SWEEP_MS: u64 = 200;
 const MAX_ATTEMPTS: u32 = 3;
 
-/// Heartbeats `id` under the incarnation its clients hold until aborted (a process's life).
-fn alive(clients: &Clients, id: &str) -> JoinHandle<()> {
-    let mut clients = clients.clone();
-    let id = id.to_string();
-    tokio::spawn(async move {
-        loop {
-            let _ = clients
-                .register
-                .heartbeat(pb::HeartbeatRequest {
-                    specialist_id: id.clone(),
-                    availability: 0,
-                    incarnation: clients.incarnations.get(&id),
-                })
-                .await;
-            tokio::time::sleep(Duration::from_millis(300)).await;
+/// One example agent process; SIGKILLed when dropped.
+struct AgentProcess(Child);
+
+impl AgentProcess {
+    /// `agent.py` as `id` with `capability`, each subtask taking `work_ms`.
+    fn start(
+        server: SocketAddr,
+        id: &str,
+        capability: &str,
+        work_ms: u64,
+        take_over: bool,
+    ) -> Self {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = root.join(".tools/pyvenv/bin/python");
+        assert!(
+            python.is_file(),
+            "{} is missing: run `make clients-tools` (make test-soak does)",
+            python.display()
+        );
+        let mut command = Command::new(python);
+        command
+            .arg("-u")
+            .arg(root.join("clients/python/examples/agent.py"))
+            .args(["--address", &server.to_string(), "--type", "backend"])
+            .args(["--capabilities", capability, "--id", id])
+            .args(["--work-ms", &work_ms.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if take_over {
+            command.arg("--take-over");
         }
-    })
+        Self(command.spawn().expect("starting the example agent"))
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.0.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-/// Registers `id` as a starting process does: a new incarnation, replacing any other.
-async fn start_process(clients: &mut Clients, id: &str, capability: &str) -> JoinHandle<()> {
-    let reply = clients
-        .register
-        .register(pb::RegisterRequest {
-            specialist_id: id.into(),
-            specialist_type: "backend".into(),
-            capabilities: strings(&[capability]),
-            max_concurrency: 4,
-            take_over: true,
-            ..Default::default()
-        })
-        .await
-        .expect("register")
-        .into_inner();
-    clients.incarnations.set(id, &reply.incarnation);
-    alive(clients, id)
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// An Assign request the checker expects to see finished.
@@ -67,18 +86,42 @@ fn acknowledged(observed: &mut checker::Observed, id: &str, capability: &str) ->
     task(id, "backend", &[capability])
 }
 
-async fn report_ok(
-    clients: &mut Clients,
-    held: &pb::Assignment,
-    observed: &mut checker::Observed,
-) -> pb::Assignment {
-    let done = clients.report(held, true).await;
-    observed.reported.push((
-        held.subtask_id.clone(),
-        held.specialist_id.clone(),
-        held.epoch,
-    ));
-    done
+/// Polls until `id` is registered (the agent process is up).
+async fn registered(c: &Clients, id: &str) {
+    poll_until(&format!("{id} registers"), EVENTUALLY, || {
+        let mut c = c.clone();
+        let id = id.to_string();
+        async move {
+            c.register
+                .get_specialist(pb::GetSpecialistRequest { specialist_id: id })
+                .await
+                .ok()
+                .filter(|reply| {
+                    reply
+                        .get_ref()
+                        .specialist
+                        .as_ref()
+                        .is_some_and(|specialist| {
+                            specialist.availability != Availability::Offline as i32
+                        })
+                })
+        }
+    })
+    .await;
+}
+
+/// ReportCompletion calls the server answered FAILED_PRECONDITION, from its /metrics.
+async fn refused_reports(server: &TestServer) -> f64 {
+    let (_, metrics) = http_get(server.metrics_addr.expect("metrics"), "/metrics").await;
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("switchboard_grpc_requests_total")
+                && line.contains("ReportCompletion")
+                && line.contains("FailedPrecondition")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -109,14 +152,15 @@ async fn killed_zombie_and_crash_looping_agents_lose_no_work_and_leave_a_sound_h
     let mut c = server.clients.clone();
     let mut observed = checker::Observed::default();
 
-    // Killed: the agent holds two subtasks and dies; nobody else can serve them until a second
-    // agent with the capability starts.
-    let killed = start_process(&mut c, "af-killed", "k").await;
+    // Killed: the agent holds two subtasks (its work never ends) and is SIGKILLed; nobody else
+    // can serve them until a second agent with the capability starts.
+    let killed = AgentProcess::start(server.addr, "af-killed", "k", 600_000, false);
+    registered(&c, "af-killed").await;
     let k1 = c.assign(acknowledged(&mut observed, "af-k1", "k")).await;
     let k2 = c.assign(acknowledged(&mut observed, "af-k2", "k")).await;
     assert_assigned_to(&k1, "af-killed");
     assert_assigned_to(&k2, "af-killed");
-    killed.abort();
+    killed.kill();
     let died = Instant::now();
     for held in [&k1, &k2] {
         let requeued = eventually_assignment(&c, &held.subtask_id, "requeued", |now| {
@@ -130,65 +174,70 @@ async fn killed_zombie_and_crash_looping_agents_lose_no_work_and_leave_a_sound_h
         requeue_time <= Duration::from_millis(LEASE_MS + SWEEP_MS + 1_000),
         "requeued {requeue_time:?} after the agent died"
     );
-    let helper = start_process(&mut c, "af-helper", "k").await;
+    let _helper = AgentProcess::start(server.addr, "af-helper", "k", 50, false);
     for held in [&k1, &k2] {
-        let taken = eventually_assignment(&c, &held.subtask_id, "taken over", |now| {
-            state_of(now) == AssignmentState::Assigned
+        let done = eventually_assignment(&c, &held.subtask_id, "finished by the helper", |now| {
+            state_of(now) == AssignmentState::Completed
         })
         .await;
-        assert_assigned_to(&taken, "af-helper");
-        assert!(taken.epoch > held.epoch);
-        report_ok(&mut c, &taken, &mut observed).await;
+        assert_eq!(done.specialist_id, "af-helper");
+        assert!(done.epoch > held.epoch);
     }
 
-    // Zombie: stops past its lease holding z1, comes back and reports it: refused; then it
-    // heartbeats again and finishes z1 under its new epoch.
-    let zombie = start_process(&mut c, "af-zombie", "z").await;
+    // Zombie: stopped past its lease while it works on z1 (2.5 s of work), then resumed: its
+    // report for the first holding is refused, and it finishes z1 under the new epoch.
+    let zombie = AgentProcess::start(server.addr, "af-zombie", "z", 2_500, false);
+    registered(&c, "af-zombie").await;
+    // Reports the server refused from here on: the zombie's for its first holding, if it sends
+    // one before it hears of the revocation (the helper drops revoked work).
+    let refused_before = refused_reports(&server).await;
     let z1 = c.assign(acknowledged(&mut observed, "af-z1", "z")).await;
     assert_assigned_to(&z1, "af-zombie");
-    zombie.abort();
+    zombie.signal("STOP");
     eventually_assignment(&c, "af-z1", "requeued", |now| {
         state_of(now) == AssignmentState::Queued
     })
     .await;
-    let refused = c
-        .try_report("af-z1", "af-zombie", z1.epoch, true)
-        .await
-        .expect_err("a zombie's report is refused");
-    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
-    let resumed = alive(&c, "af-zombie");
-    let again = eventually_assignment(&c, "af-z1", "handed back out", |now| {
-        state_of(now) == AssignmentState::Assigned
+    zombie.signal("CONT");
+    let done = eventually_assignment(&c, "af-z1", "finished under a new epoch", |now| {
+        state_of(now) == AssignmentState::Completed
     })
     .await;
-    assert_assigned_to(&again, "af-zombie");
-    assert!(again.epoch > z1.epoch);
-    assert_eq!(again.attempt, 2);
-    report_ok(&mut c, &again, &mut observed).await;
+    assert_eq!(done.specialist_id, "af-zombie");
+    assert!(done.epoch > z1.epoch);
+    assert_eq!(done.attempt, 2);
+    let refused = refused_reports(&server).await - refused_before;
 
-    // Poison: each try crashes the agent, which restarts under its id.
-    let mut poisoned = start_process(&mut c, "af-poisoned", "p").await;
+    // Poison: each time the agent gets it, it crashes and its supervisor starts it again.
+    let mut poisoned = AgentProcess::start(server.addr, "af-poisoned", "p", 600_000, false);
+    registered(&c, "af-poisoned").await;
     let first = c
         .assign(acknowledged(&mut observed, "af-poison", "p"))
         .await;
     assert_assigned_to(&first, "af-poisoned");
     for attempt in 2..=MAX_ATTEMPTS {
-        poisoned.abort();
-        poisoned = start_process(&mut c, "af-poisoned", "p").await;
-        let retried = c.get("af-poison").await;
-        assert_assigned_to(&retried, "af-poisoned");
-        assert_eq!(retried.attempt, attempt);
+        poisoned.kill();
+        poisoned = AgentProcess::start(server.addr, "af-poisoned", "p", 600_000, true);
+        eventually_assignment(&c, "af-poison", "handed to the restarted agent", |now| {
+            now.attempt == attempt && state_of(now) == AssignmentState::Assigned
+        })
+        .await;
     }
-    poisoned.abort();
-    poisoned = start_process(&mut c, "af-poisoned", "p").await;
-    let failed = c.get("af-poison").await;
-    assert_state(&failed, AssignmentState::Failed);
+    poisoned.kill();
+    let _restarted = AgentProcess::start(server.addr, "af-poisoned", "p", 50, true);
+    let failed = eventually_assignment(&c, "af-poison", "failed", |now| {
+        state_of(now) == AssignmentState::Failed
+    })
+    .await;
+    assert!(failed.detail.contains("no attempts left"), "{failed:?}");
     for n in 0..3 {
         let id = format!("af-p{n}");
-        let held = c.assign(acknowledged(&mut observed, &id, "p")).await;
-        assert_assigned_to(&held, "af-poisoned");
-        let done = report_ok(&mut c, &held, &mut observed).await;
-        assert_state(&done, AssignmentState::Completed);
+        c.assign(acknowledged(&mut observed, &id, "p")).await;
+        let done = eventually_assignment(&c, &id, "finished", |now| {
+            state_of(now) == AssignmentState::Completed
+        })
+        .await;
+        assert_eq!(done.specialist_id, "af-poisoned");
     }
 
     // The history in Postgres, once caught up, is sound.
@@ -216,13 +265,11 @@ async fn killed_zombie_and_crash_looping_agents_lose_no_work_and_leave_a_sound_h
     }
     let anomalies = checker::check(&postgres, &observed).await;
     eprintln!(
-        "agent faults: {} subtasks, requeued {} ms after the agent died, {} anomalies",
+        "agent faults: {} subtasks, requeued {} ms after the agent was killed, {refused} stale \
+         reports refused, {} anomalies",
         observed.acknowledged.len(),
         requeue_time.as_millis(),
         anomalies.len()
     );
     assert!(anomalies.is_empty(), "{anomalies:#?}");
-    for process in [helper, resumed, poisoned] {
-        process.abort();
-    }
 }
