@@ -263,7 +263,7 @@ async fn killed_zombie_and_crash_looping_agents_lose_no_work_and_leave_a_sound_h
             .active
             .insert(id.to_string(), c.specialist(id).await.active_assignments);
     }
-    let anomalies = checker::check(&postgres, &observed).await;
+    let anomalies = crate::fault_scenario::settled_anomalies(&postgres, &observed).await;
     eprintln!(
         "agent faults: {} subtasks, requeued {} ms after the agent was killed, {refused} stale \
          reports refused, {} anomalies",

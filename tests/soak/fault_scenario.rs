@@ -467,7 +467,7 @@ pub(crate) async fn check_load(load: Load, db: &TestDb) -> String {
         observed.active = active;
         std::mem::take(&mut *observed)
     };
-    let anomalies = checker::check(&postgres, &observed).await;
+    let anomalies = settled_anomalies(&postgres, &observed).await;
     if let Some(first) = anomalies.first() {
         print_history(&postgres, first.split(':').next().unwrap_or_default()).await;
     }
@@ -532,5 +532,26 @@ async fn print_history(postgres: &tokio_postgres::Client, subtask_id: &str) {
             row.get::<_, i64>(4),
             row.get::<_, i32>(5)
         );
+    }
+}
+
+/// How long the history may take to be complete once every subtask's final state is in Postgres:
+/// entries a killed replica's relay had taken are claimed by another after the relay's claim idle
+/// time (5 s), then written.
+const HISTORY_SETTLES: Duration = Duration::from_secs(30);
+
+/// The checker's anomalies once the history has settled: it runs until it finds none, or until
+/// `HISTORY_SETTLES` has passed (an anomaly still there then is one in the complete history).
+pub(crate) async fn settled_anomalies(
+    postgres: &tokio_postgres::Client,
+    observed: &checker::Observed,
+) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + HISTORY_SETTLES;
+    loop {
+        let anomalies = checker::check(postgres, observed).await;
+        if anomalies.is_empty() || tokio::time::Instant::now() >= deadline {
+            return anomalies;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
