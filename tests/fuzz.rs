@@ -867,12 +867,10 @@ fn grpc_framing_into_every_rpc() {
     target.finish("gRPC framing into every RPC");
 }
 
-/// FINDING (src/server/call_layer.rs maps only two of tonic's decode errors): a request whose
-/// framing no client sends is the caller's error, yet tonic answers INTERNAL for an empty body
-/// ("Missing request message."), a body cut short ("Unexpected EOF decoding stream.") and a
-/// compression flag other than 0 ("protocol error: ..."). Run with `--ignored`.
+/// A request whose gRPC framing no client sends is the caller's error, not the server's: an
+/// empty body, a body cut short and a compression flag other than 0 are INVALID_ARGUMENT (tonic
+/// alone answers INTERNAL; src/server/call_layer.rs maps them).
 #[test]
-#[ignore = "finding: broken gRPC framing is INTERNAL, not INVALID_ARGUMENT"]
 fn broken_grpc_framing_is_invalid_argument() {
     let target = Target::start();
     let connection = framing::Connection::default();
@@ -900,14 +898,11 @@ fn broken_grpc_framing_is_invalid_argument() {
     target.finish("broken gRPC framing into every RPC");
 }
 
-/// FINDING (src/api/convert.rs and status.rs: one violation per bad element, each echoing what
-/// the caller sent): an INVALID_ARGUMENT answer grows with the request without bound (107 empty
-/// capabilities, a 227-byte request, are 4 KB of message and 8 KB of details), and past a client's
-/// header list limit (16 KiB for tonic and hyper) the client reads it as a protocol error: the
-/// caller gets INTERNAL, no field violations, and its connection is closed (calls open on it go
-/// on). Run with `--ignored`.
+/// An INVALID_ARGUMENT answer fits a stock client's header limit (16 KiB for tonic and hyper)
+/// whatever the request holds: it names the first 16 violations, each shortened, and how many
+/// more there were (src/api/convert.rs), where one per bad element, each quoting the input,
+/// made a client read a protocol error instead.
 #[test]
-#[ignore = "finding: an INVALID_ARGUMENT answer outgrows a client's header limit"]
 fn errors_fit_a_stock_client() {
     let target = Target::start();
     let register = |specialist_type: &str| pb::RegisterRequest {

@@ -21,16 +21,51 @@ use crate::store::PageRequest;
 
 use super::status::ApiError;
 
-/// Collects every rule a request breaks, so the caller learns them all at once.
+/// Violations an answer names one by one; past them it says how many more there were, so the
+/// answer (sent in headers) stays small whatever the request holds.
+const MAX_VIOLATIONS: usize = 16;
+/// Longest field name and description in an answer (they may quote what the caller sent).
+const MAX_VIOLATION_FIELD_BYTES: usize = 96;
+const MAX_VIOLATION_DESCRIPTION_BYTES: usize = 192;
+
+/// `text` cut to at most `max` bytes at a character boundary, marked with "..." when cut.
+fn shortened(mut text: String, max: usize) -> String {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str("...");
+    text
+}
+
+/// Collects the rules a request breaks, so the caller learns them at once (the first
+/// `MAX_VIOLATIONS` of them, each shortened, and how many more).
 #[derive(Debug, Default)]
-pub struct Violations(Vec<(String, String)>);
+pub struct Violations(Vec<(String, String)>, usize);
 
 impl Violations {
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
+        if self.0.len() >= MAX_VIOLATIONS {
+            self.1 += 1;
+            return;
+        }
+        self.0.push((
+            shortened(field.into(), MAX_VIOLATION_FIELD_BYTES),
+            shortened(description.into(), MAX_VIOLATION_DESCRIPTION_BYTES),
+        ));
     }
 
-    pub fn finish(self) -> Result<(), ApiError> {
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        if self.1 > 0 {
+            self.0.push((
+                "request".to_string(),
+                format!("and {} more violations", self.1),
+            ));
+        }
         if self.0.is_empty() {
             Ok(())
         } else {

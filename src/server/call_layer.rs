@@ -127,13 +127,21 @@ fn status_response(status: Status) -> http::Response<Body> {
 }
 
 /// A request tonic could not decode is the caller's error: INVALID_ARGUMENT, where tonic answers
-/// INTERNAL (not protobuf, invalid UTF-8 in a string field) or OUT_OF_RANGE (over the message
-/// size limit).
+/// INTERNAL (not protobuf, invalid UTF-8 in a string field, no message, a message cut short, a
+/// compression flag it does not take) or OUT_OF_RANGE (over the message size limit).
 fn undecodable_request(status: &Status) -> Option<Status> {
     let message = status.message();
     let reason = match status.code() {
         Code::Internal if message.starts_with("failed to decode Protobuf message") => {
             "the request is not a valid protobuf message of its type (a string field must be UTF-8)"
+        }
+        Code::Internal
+            if message.starts_with("Missing request message")
+                || message.starts_with("Unexpected EOF decoding stream")
+                || message.starts_with("protocol error: received message with") =>
+        {
+            "the request is not one gRPC message as a client frames it (one length-prefixed, \
+             uncompressed message)"
         }
         Code::OutOfRange if message.contains("message length too large") => {
             "the request is larger than the server accepts (a payload of at most 1 MiB, 2 MiB in all)"
