@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use super::{EVENTUALLY, POLL_EVERY};
 
+/// How long three nodes may take to agree they form a cluster (gossip; seconds on a busy machine).
+const CLUSTER_FORMS_WITHIN: Duration = Duration::from_secs(30);
+
 /// Attempts at finding a port no one else takes between our probe and redis-server's bind.
 const START_ATTEMPTS: usize = 5;
 
@@ -258,7 +261,7 @@ impl PrivateCluster {
             node.command(&["CLUSTER", "MEET", "127.0.0.1", &port, &bus_port])
                 .await;
         }
-        let deadline = Instant::now() + EVENTUALLY;
+        let deadline = Instant::now() + CLUSTER_FORMS_WITHIN;
         let mut interval = tokio::time::interval(POLL_EVERY);
         loop {
             interval.tick().await;
